@@ -1,0 +1,108 @@
+"""Model manifests (``models/*.toml``): what a model file is and how to check it before use.
+
+A manifest names one file: ``name``, ``file`` (file name), ``sha256``, ``size`` (bytes), ``licence``,
+``source`` (where it comes from, e.g. a PyPI wheel) and optionally ``package`` / ``package_path``
+(the installed Python package and the path inside it where the file lives).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gear_edge.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+_REQUIRED = ("name", "file", "sha256", "size", "licence", "source")
+_verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 already checked
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    file: str
+    sha256: str
+    size: int
+    licence: str
+    source: str
+    package: str | None = None
+    package_path: str | None = None
+    extra: dict = field(default_factory=dict)
+    path: Path | None = None  # the manifest file itself
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Manifest":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"model manifest {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"model manifest {path} is not valid TOML: {exc}") from None
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise InputError(f"model manifest {path} lacks field(s) {missing}")
+        sha = str(data["sha256"]).lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise InputError(f"model manifest {path}: 'sha256' must be 64 hex digits, got {data['sha256']!r}")
+        known = {k: data[k] for k in (*_REQUIRED, "package", "package_path")}
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**{**known, "sha256": sha, "size": int(data["size"])}, extra=extra, path=path)
+
+    @classmethod
+    def named(cls, name: str) -> "Manifest":
+        """The manifest ``models/<name>.toml`` shipped with the project."""
+        return cls.load(MODELS_DIR / f"{name}.toml")
+
+    def locate(self) -> Path:
+        """Where the file is installed (inside ``package``), or raises saying how to install it."""
+        if not self.package:
+            raise InputError(f"{self.name}: the manifest names no package; pass the model path explicitly")
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise InputError(f"{self.name}: package {self.package!r} is not installed ({self.source})")
+        base = Path(next(iter(spec.submodule_search_locations)))
+        path = base / (self.package_path or self.file)
+        if not path.is_file():
+            raise InputError(f"{self.name}: {path} is missing from the installed package {self.package!r}")
+        return path
+
+    def verify(self, path: str | os.PathLike) -> Path:
+        """Checks size and sha256 of ``path`` against the manifest; returns the path. Cached per file state."""
+        path = Path(path)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise InputError(f"{self.name}: model file {path} does not exist") from None
+        if st.st_size != self.size:
+            raise InputError(
+                f"{self.name}: {path} has {st.st_size} bytes but the manifest says {self.size}; "
+                "the file is truncated or a different model — reinstall it"
+            )
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if _verified.get(key) != self.sha256:
+            digest = sha256_file(path)
+            if digest != self.sha256:
+                raise InputError(
+                    f"{self.name}: {path} has sha256 {digest} but the manifest says {self.sha256}; "
+                    "the file is corrupted or tampered with — reinstall it"
+                )
+            _verified[key] = digest
+        return path
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
