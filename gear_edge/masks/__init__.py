@@ -14,6 +14,7 @@ from gear_edge.masks.rle import (
     from_polygons,
     iou,
     merge,
+    sample,
     to_bbox,
     to_polygons,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "get_num_threads",
     "iou",
     "merge",
+    "sample",
     "postprocess_logits",
     "set_num_threads",
     "to_bbox",

@@ -187,6 +187,28 @@ def decode(rles: Any, batch: bool, threads: int = 1) -> np.ndarray:
     return np.stack([mask_of(h, w, runs) for _, _, runs in items]).reshape(len(items), h, w)
 
 
+def sample(rles: Any, boxes: np.ndarray, steps: np.ndarray, offset: int, threads: int = 1) -> list[np.ndarray]:
+    """mask_i[y0 + offset :: step][:y1] x [x0 + offset :: step][:x1] for each RLE (see masks.sample)."""
+    del threads
+    items = _read_all(rles, "RLE", True)
+    boxes = np.asarray(boxes, dtype=np.int64)
+    steps = np.asarray(steps, dtype=np.int64)
+    if boxes.shape != (len(items), 4):
+        raise InputError(f"boxes must be an int [N, 4] array (x0, y0, x1, y1) with N = {len(items)} (one per RLE), got shape {boxes.shape}")
+    if steps.shape != (len(items),):
+        raise InputError(f"steps must be an int [N] array with N = {len(items)}")
+    if offset < 0:
+        raise InputError(f"offset must be >= 0, got {offset}")
+    out = []
+    for i, ((h, w, runs), (x0, y0, x1, y1), step) in enumerate(zip(items, boxes, steps)):
+        if step < 1:
+            raise InputError(f"steps[{i}] must be >= 1, got {step}")
+        if x0 < 0 or y0 < 0 or x1 < x0 or y1 < y0 or x1 > w or y1 > h:
+            raise InputError(f"box {i} ({x0}, {y0}, {x1}, {y1}) is not a window inside the {h}x{w} mask")
+        out.append(np.ascontiguousarray(mask_of(h, w, runs)[y0 + offset : y1 : step, x0 + offset : x1 : step]))
+    return out
+
+
 def area(rles: Any, batch: bool, threads: int = 1) -> np.ndarray:
     del threads
     return np.asarray([int(runs[1::2].sum()) for _, _, runs in _read_all(rles, "RLE", batch)], dtype=np.int64)
