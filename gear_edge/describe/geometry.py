@@ -1,0 +1,399 @@
+"""Exact region attributes and pairwise relations, computed from the masks and the image (no model).
+
+``describe_regions(image, rles)`` returns one attribute dict per region (keys below) and a list of
+``Relation`` s. Everything is derived from pixels, so text handed to the LLM never loses geometry.
+
+Attributes (units: pixels of the original image unless stated):
+
+* ``area_px`` int, ``area_frac`` float (of the image), ``bbox`` [x, y, w, h], ``centroid`` [x, y];
+* ``position`` one of top-left / top / top-right / left / centre / right / bottom-left / bottom /
+  bottom-right (3×3 grid of the centroid), ``position_h`` left|centre|right, ``position_v``
+  top|middle|bottom;
+* ``size_rank`` (1 = largest), ``size`` tiny (<0.5 %) / small (<3 %) / medium (<12 %) / large (<35 %) / huge;
+* ``elongation`` ≥ 1 (sqrt of the 2nd-moment eigenvalue ratio), ``circularity`` 4π·A/P², ``solidity``
+  A / convex-hull area, ``rectangularity`` A / min-area-rectangle area, ``holes`` (count),
+  ``orientation_deg`` in [0, 180) (major axis; 0 = horizontal, counter-clockwise), ``shape`` words
+  from elongated / round / square / rectangular / irregular / has holes;
+* ``colours`` [[name, fraction], ...] (≥ 0.15, by fraction), ``colour`` (dominant name);
+* ``brightness`` mean L*/100, ``brightness_word`` dark|medium|bright;
+* ``texture`` edge density inside the mask (0..1), ``texture_word`` plain|textured.
+
+Relations (directed; each has its inverse): left_of/right_of, above/below, inside/contains,
+touching, on_top_of/under, overlaps, occludes/occluded_by, same_colour_as, larger_than/smaller_than.
+Directional, colour and size relations are only emitted between a region and its ``k_neighbours``
+nearest regions (by bbox gap); containment, touching, on-top-of, overlap and occlusion are emitted
+for every pair where they hold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+import gear_edge.masks as gm
+from gear_edge.crops import check_image
+from gear_edge.describe.colours import COLOUR_NAMES, colour_histogram
+from gear_edge.errors import InputError
+from gear_edge.types import RLE, Relation
+
+SHAPE_SIDE = 96  # shape / texture are measured on the region's bbox crop scaled to at most this side
+COLOUR_SAMPLES = 1536  # at most this many pixels per region are colour-named
+WORK_SIDE = 256  # pairwise relations are decided on masks sampled to at most this side
+SIZE_WORDS = ((0.005, "tiny"), (0.03, "small"), (0.12, "medium"), (0.35, "large"), (math.inf, "huge"))
+INSIDE_FRAC = 0.9  # A inside B when this fraction of A lies in B (holes of B filled)
+OCCLUDE_HULL_FRAC = 0.3  # A occludes B when A touches B and this fraction of A lies in B's convex hull
+MIN_COLOUR_FRAC = 0.15
+
+
+@dataclass
+class _Work:
+    """Per-region masks at the shared working resolution (k× sampled)."""
+
+    mask: np.ndarray  # bool [h, w]
+    filled: np.ndarray  # bool [h, w]: holes filled
+    hull: np.ndarray  # bool [h, w]: convex hull
+    dilated: np.ndarray  # bool [h, w]: dilated by 2 working pixels (contact test)
+    box: tuple[int, int, int, int]  # working-res bbox x0, y0, x1, y1 (exclusive); (0,0,0,0) if empty
+
+
+def _check_rles(rles: Sequence[RLE], h: int, w: int) -> list[RLE]:
+    if not isinstance(rles, (list, tuple)):
+        raise InputError(f"rles must be a list of RLE dicts, got {type(rles).__name__}")
+    for i, r in enumerate(rles):
+        if not isinstance(r, dict) or "size" not in r or "counts" not in r:
+            raise InputError(f"region {i}: expected an RLE dict {{'size': [h, w], 'counts': ...}}, got {type(r).__name__}")
+        if [int(r["size"][0]), int(r["size"][1])] != [h, w]:
+            raise InputError(f"region {i}: mask size {list(r['size'])} does not match the image size [{h}, {w}]")
+    return list(rles)
+
+
+def _position(cx: float, cy: float, w: int, h: int) -> tuple[str, str, str]:
+    ph = "left" if cx < w / 3 else ("right" if cx >= 2 * w / 3 else "centre")
+    pv = "top" if cy < h / 3 else ("bottom" if cy >= 2 * h / 3 else "middle")
+    if pv == "middle":
+        word = ph
+    elif ph == "centre":
+        word = pv
+    else:
+        word = f"{pv}-{ph}"
+    return word, ph, pv
+
+
+def _shape(crop: np.ndarray) -> dict:
+    """Shape attributes (scale-free) of a bool bbox crop."""
+    m8 = crop.astype(np.uint8)
+    mom = cv2.moments(m8, binaryImage=True)
+    area = mom["m00"]
+    if area <= 0:
+        return {"elongation": 1.0, "circularity": 0.0, "solidity": 0.0, "rectangularity": 0.0, "holes": 0,
+                "orientation_deg": 0.0, "shape": []}
+    mu20, mu02, mu11 = mom["mu20"] / area, mom["mu02"] / area, mom["mu11"] / area
+    common = math.sqrt(max(0.0, ((mu20 - mu02) / 2) ** 2 + mu11**2))
+    l1, l2 = (mu20 + mu02) / 2 + common, (mu20 + mu02) / 2 - common
+    elongation = math.sqrt(l1 / l2) if l2 > 1e-9 else float(max(crop.shape))
+    # image y points down: negate the angle so it reads counter-clockwise from the x axis
+    orientation = (-math.degrees(0.5 * math.atan2(2 * mu11, mu20 - mu02))) % 180.0
+    contours, hierarchy = cv2.findContours(m8, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    outer = [c for c, hrow in zip(contours, hierarchy[0]) if hrow[3] < 0] if contours else []
+    min_hole = max(2.0, 0.002 * area)
+    holes = sum(1 for c, hrow in zip(contours, hierarchy[0]) if hrow[3] >= 0 and cv2.contourArea(c) >= min_hole) if contours else 0
+    perimeter = sum(cv2.arcLength(c, True) for c in outer)
+    points = np.concatenate(outer) if outer else np.zeros((0, 1, 2), np.int32)
+    if len(points) >= 3:
+        hull_area = cv2.contourArea(cv2.convexHull(points)) + 0.5 * cv2.arcLength(cv2.convexHull(points), True)
+        (_, _), (rw, rh), _ = cv2.minAreaRect(points)
+        rect_area = (rw + 1) * (rh + 1)
+    else:
+        hull_area = rect_area = area
+    # solidity / rectangularity describe the outline: holes are counted separately, not as dents
+    filled_area = area + sum(cv2.contourArea(c) for c, hrow in zip(contours, hierarchy[0]) if hrow[3] >= 0) if contours else area
+    circularity = min(1.0, 4 * math.pi * filled_area / perimeter**2) if perimeter > 0 else 1.0
+    solidity = min(1.0, filled_area / hull_area) if hull_area > 0 else 1.0
+    rectangularity = min(1.0, filled_area / rect_area) if rect_area > 0 else 1.0
+    words = []
+    if elongation >= 2.5:
+        words.append("elongated")
+    elif elongation < 1.3 and rectangularity >= 0.9:
+        words.append("square")
+    elif rectangularity >= 0.9:
+        words.append("rectangular")
+    elif elongation < 1.3 and circularity >= 0.8 and rectangularity < 0.88:
+        words.append("round")
+    if solidity < 0.75:
+        words.append("irregular")
+    if holes:
+        words.append("has holes")
+    return {
+        "elongation": round(elongation, 3),
+        "circularity": round(circularity, 3),
+        "solidity": round(solidity, 3),
+        "rectangularity": round(rectangularity, 3),
+        "holes": int(holes),
+        "orientation_deg": round(orientation, 1),
+        "shape": words,
+    }
+
+
+def _texture(image_crop: np.ndarray, mask_crop: np.ndarray) -> float:
+    """Canny edge density inside the mask (boundary excluded); inputs already scaled."""
+    if mask_crop.sum() == 0:
+        return 0.0
+    gray = cv2.cvtColor(image_crop, cv2.COLOR_RGB2GRAY)
+    edges = cv2.Canny(gray, 60, 150) > 0
+    interior = cv2.erode(mask_crop.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
+    n = int(interior.sum())
+    if n < 16:
+        return 0.0
+    return float((edges & interior).sum() / n)
+
+
+def _work_masks(m: np.ndarray) -> _Work:
+    ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+    if len(ys) == 0:
+        z = np.zeros_like(m)
+        return _Work(m, z, z, z, (0, 0, 0, 0))
+    m8 = m.astype(np.uint8)
+    contours, _ = cv2.findContours(m8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(m8)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    hull = np.zeros_like(m8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
+    dilated = cv2.dilate(m8, np.ones((5, 5), np.uint8)).astype(bool)
+    return _Work(m, filled.astype(bool) | m, hull.astype(bool) | m, dilated, (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1))
+
+
+def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict], list[_Work], int]:
+    """Per-region attribute dicts, the working-resolution masks and the sampling step k."""
+    image = check_image(image)
+    h, w = image.shape[:2]
+    rles = _check_rles(rles, h, w)
+    n = len(rles)
+    if n == 0:
+        return [], [], 1
+    areas = np.asarray(gm.area(list(rles)), dtype=np.int64)
+    boxes = np.asarray(gm.to_bbox(list(rles)), dtype=np.float64).reshape(n, 4)
+    k = max(1, math.ceil(max(h, w) / WORK_SIDE))
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(-areas, kind="stable")] = np.arange(1, n + 1)
+    ib = np.floor(boxes).astype(np.int64)
+    win = np.stack([ib[:, 0], ib[:, 1], ib[:, 0] + ib[:, 2], ib[:, 1] + ib[:, 3]], axis=1)
+    steps = np.maximum(1, np.ceil(np.maximum(ib[:, 2], ib[:, 3]) / SHAPE_SIDE)).astype(np.int64)
+    crops = gm.sample(rles, win, steps)  # bbox crops sampled to <= SHAPE_SIDE: no full-size decode
+    grid = gm.sample(rles, np.tile([0, 0, w, h], (n, 1)), np.full(n, k), offset=k // 2)
+    attrs: list[dict] = []
+    works = [_work_masks(g) for g in grid]
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        area = int(areas[i])
+        x0, y0, x1, y1 = (int(v) for v in win[i])
+        a: dict = {
+            "area_px": area,
+            "area_frac": round(area / (h * w), 6),
+            "bbox": [float(v) for v in boxes[i]],
+            "size_rank": int(rank[i]),
+            "size": next(word for limit, word in SIZE_WORDS if area / (h * w) < limit),
+        }
+        if area == 0:
+            a.update(centroid=[0.0, 0.0], position="centre", position_h="centre", position_v="middle",
+                     colours=[], colour="none", brightness=0.0, brightness_word="dark", texture=0.0,
+                     texture_word="plain", **_shape(np.zeros((1, 1), bool)))
+            attrs.append(a)
+            continue
+        step = int(steps[i])
+        mcrop = crops[i]
+        ys, xs = np.nonzero(mcrop)
+        if len(ys) == 0:  # thinner than the sampling step: sample every pixel of the window
+            step = 1
+            mcrop = gm.sample([rles[i]], win[i : i + 1], 1)[0]
+            ys, xs = np.nonzero(mcrop)
+        icrop = np.ascontiguousarray(image[y0:y1:step, x0:x1:step])
+        cx, cy = float(x0 + step * xs.mean() + 0.5), float(y0 + step * ys.mean() + 0.5)
+        pos, ph, pv = _position(cx, cy, w, h)
+        if len(ys) > COLOUR_SAMPLES:
+            sel = rng.choice(len(ys), COLOUR_SAMPLES, replace=False)
+            ys, xs = ys[sel], xs[sel]
+        hist, brightness = colour_histogram(icrop[ys, xs])
+        order = np.argsort(-hist, kind="stable")
+        colours = [[COLOUR_NAMES[c], round(float(hist[c]), 3)] for c in order if hist[c] >= MIN_COLOUR_FRAC]
+        texture = _texture(icrop, mcrop)
+        a.update(
+            centroid=[round(cx, 2), round(cy, 2)],
+            position=pos,
+            position_h=ph,
+            position_v=pv,
+            colours=colours,
+            colour=COLOUR_NAMES[int(order[0])],
+            brightness=round(brightness, 3),
+            brightness_word="dark" if brightness < 0.35 else ("bright" if brightness > 0.7 else "medium"),
+            texture=round(texture, 3),
+            texture_word="textured" if texture > 0.08 else "plain",
+            **_shape(mcrop),
+        )
+        attrs.append(a)
+    return attrs, works, k
+
+
+def _pack(masks: list[np.ndarray]) -> np.ndarray:
+    """bool masks (same shape) -> uint64 [N, words] bit-packed rows."""
+    flat = np.packbits(np.stack([m.reshape(-1) for m in masks]), axis=1)
+    pad = (-flat.shape[1]) % 8
+    if pad:
+        flat = np.pad(flat, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(flat).view(np.uint64)
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words).sum(axis=-1, dtype=np.int64)
+    return np.unpackbits(words.view(np.uint8), axis=-1).sum(axis=-1, dtype=np.int64)  # numpy < 2
+
+
+def _pair_count(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """|a_i & b_j| for each index pair."""
+    if len(i) == 0:
+        return np.zeros(0, np.int64)
+    return _popcount(a[i] & b[j])
+
+
+def _interval_overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    """Overlap of [a0, a1) and [b0, b1) as a fraction of the shorter interval."""
+    inter = min(a1, b1) - max(a0, b0)
+    short = min(a1 - a0, b1 - b0)
+    return max(0.0, inter) / short if short > 0 else 0.0
+
+
+def _pair_window(wa: _Work, wb: _Work, pad: int) -> tuple[slice, slice] | None:
+    ax0, ay0, ax1, ay1 = wa.box
+    bx0, by0, bx1, by1 = wb.box
+    x0, y0 = max(ax0, bx0 - pad) - pad, max(ay0, by0 - pad) - pad
+    x1, y1 = min(ax1, bx1 + pad) + pad, min(ay1, by1 + pad) + pad
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return slice(max(0, y0), y1), slice(max(0, x0), x1)
+
+
+def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], *, k_neighbours: int = 4) -> list[Relation]:
+    """Pairwise relations between regions (see the module docstring)."""
+    n = len(attrs)
+    rels: set[tuple[int, str, int]] = set()
+
+    def add(i: int, pred: str, j: int, inverse: str | None = None) -> None:
+        rels.add((ids[i], pred, ids[j]))
+        rels.add((ids[j], inverse or pred, ids[i]))
+
+    if n < 2:
+        return []
+    boxes = np.array([a["bbox"] for a in attrs], dtype=np.float64)
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    gap_x = np.maximum(0, np.maximum(x0[:, None] - x1[None, :], x0[None, :] - x1[:, None]))
+    gap_y = np.maximum(0, np.maximum(y0[:, None] - y1[None, :], y0[None, :] - y1[:, None]))
+    cent = np.array([a["centroid"] for a in attrs], dtype=np.float64)
+    dist = np.hypot(gap_x, gap_y) + 1e-3 * np.hypot(*(cent[:, None, :] - cent[None, :, :]).transpose(2, 0, 1))
+    np.fill_diagonal(dist, np.inf)
+    near = np.zeros((n, n), dtype=bool)
+    kk = min(k_neighbours, n - 1)
+    if kk > 0:
+        nn = np.argsort(dist, axis=1, kind="stable")[:, :kk]
+        near[np.repeat(np.arange(n), kk), nn.ravel()] = True
+    near |= near.T
+    # Mask-level relations for every pair whose (padded) working boxes meet, from bit-packed masks.
+    pad = 2  # working pixels of dilation for contact
+    wb_ = np.array([wk.box for wk in works], dtype=np.int64).reshape(n, 4)
+    nonempty = wb_[:, 2] > wb_[:, 0]
+    meet = (
+        (wb_[:, None, 0] - pad < wb_[None, :, 2] + pad)
+        & (wb_[None, :, 0] - pad < wb_[:, None, 2] + pad)
+        & (wb_[:, None, 1] - pad < wb_[None, :, 3] + pad)
+        & (wb_[None, :, 1] - pad < wb_[:, None, 3] + pad)
+        & nonempty[:, None]
+        & nonempty[None, :]
+    )
+    pi, pj = np.nonzero(np.triu(meet, 1))
+    packed = {name: _pack([getattr(wk, name) for wk in works]) for name in ("mask", "filled", "hull", "dilated")}
+    counts = _popcount(packed["mask"])
+    inter = _pair_count(packed["mask"], packed["mask"], pi, pj)
+    i_in_j, j_in_i = _pair_count(packed["mask"], packed["filled"], pi, pj), _pair_count(packed["mask"], packed["filled"], pj, pi)
+    touch = _pair_count(packed["dilated"], packed["mask"], pi, pj)
+    i_hull_j, j_hull_i = _pair_count(packed["mask"], packed["hull"], pi, pj), _pair_count(packed["mask"], packed["hull"], pj, pi)
+    for q, (i, j) in enumerate(zip(pi.tolist(), pj.tolist())):
+        a_in_b, b_in_a = i_in_j[q] / counts[i], j_in_i[q] / counts[j]
+        if a_in_b >= INSIDE_FRAC and attrs[i]["area_px"] < attrs[j]["area_px"]:
+            add(i, "inside", j, "contains")
+            continue
+        if b_in_a >= INSIDE_FRAC and attrs[j]["area_px"] < attrs[i]["area_px"]:
+            add(j, "inside", i, "contains")
+            continue
+        if inter[q] > 0:
+            add(i, "overlaps", j)
+        if touch[q] == 0:
+            continue
+        add(i, "touching", j)
+        win = _pair_window(works[i], works[j], pad)
+        rows = (works[i].dilated[win] & works[j].mask[win]).sum(axis=1)
+        cy = float((rows * np.arange(win[0].start, win[0].start + len(rows))).sum() / max(1, rows.sum()))
+        for s_, t_ in ((i, j), (j, i)):
+            bs, bt = works[s_].box, works[t_].box
+            # s rests on t: s above t, overlapping in x, contact along s's lower half and t's upper part
+            if (
+                attrs[s_]["centroid"][1] < attrs[t_]["centroid"][1]
+                and _interval_overlap(bs[0], bs[2], bt[0], bt[2]) >= 0.3
+                and cy >= (bs[1] + bs[3]) / 2
+                and cy <= (bt[1] + bt[3]) / 2 + 0.25 * (bt[3] - bt[1])
+            ):
+                add(s_, "on_top_of", t_, "under")
+        if inter[q] == 0:
+            a_hull_b, b_hull_a = i_hull_j[q] / counts[i], j_hull_i[q] / counts[j]
+            if a_hull_b >= OCCLUDE_HULL_FRAC and a_hull_b > b_hull_a:
+                add(i, "occludes", j, "occluded_by")
+            elif b_hull_a >= OCCLUDE_HULL_FRAC and b_hull_a > a_hull_b:
+                add(j, "occludes", i, "occluded_by")
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = attrs[i], attrs[j]
+            if a["area_px"] == 0 or b["area_px"] == 0:
+                continue
+            if not near[i, j]:
+                continue
+            # directional relations: centroid order, unless the boxes largely overlap on that axis
+            if _interval_overlap(x0[i], x1[i], x0[j], x1[j]) < 0.5:
+                if cent[i, 0] < cent[j, 0]:
+                    add(i, "left_of", j, "right_of")
+                else:
+                    add(j, "left_of", i, "right_of")
+            if _interval_overlap(y0[i], y1[i], y0[j], y1[j]) < 0.5:
+                if cent[i, 1] < cent[j, 1]:
+                    add(i, "above", j, "below")
+                else:
+                    add(j, "above", i, "below")
+            if a["colour"] == b["colour"] and a["colour"] != "none":
+                add(i, "same_colour_as", j)
+            if a["area_px"] >= 1.5 * b["area_px"]:
+                add(i, "larger_than", j, "smaller_than")
+            elif b["area_px"] >= 1.5 * a["area_px"]:
+                add(j, "larger_than", i, "smaller_than")
+    order = {p: r for r, p in enumerate(PREDICATES)}
+    return [Relation(s, p, o) for s, p, o in sorted(rels, key=lambda t: (t[0], order[t[1]], t[2]))]
+
+
+PREDICATES = (
+    "inside", "contains", "on_top_of", "under", "occludes", "occluded_by", "overlaps", "touching",
+    "left_of", "right_of", "above", "below", "larger_than", "smaller_than", "same_colour_as",
+)
+
+
+def describe_regions(
+    image: np.ndarray, rles: Sequence[RLE], *, ids: Sequence[int] | None = None, k_neighbours: int = 4
+) -> tuple[list[dict], list[Relation]]:
+    """Attributes per region and relations between regions (ids default to 0..N-1)."""
+    attrs, works, _ = region_attributes(image, rles)
+    ids = list(range(len(attrs))) if ids is None else [int(i) for i in ids]
+    if len(ids) != len(attrs):
+        raise InputError(f"got {len(ids)} ids for {len(attrs)} regions")
+    if len(set(ids)) != len(ids):
+        raise InputError(f"region ids must be unique, got {ids}")
+    return attrs, region_relations(attrs, works, ids, k_neighbours=k_neighbours)

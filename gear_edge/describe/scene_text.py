@@ -1,0 +1,94 @@
+"""Scene → compact text for the LLM: one deterministic, bounded line per region.
+
+Example line::
+
+    R3: small red elongated object, bottom-left; caption "a pair of scissors"; text "FRAGILE"; on top of R1; left of R5
+
+Regions are capped (``max_regions``, the largest / best-scoring first) and the number dropped is
+stated in a final line, so the prompt length is bounded by ``max_regions * max_line_chars``.
+"""
+
+from __future__ import annotations
+
+from gear_edge.errors import InputError
+from gear_edge.types import Region, Scene
+
+# Relations shown in text, in this order, with their wording; the rest stay in Scene.relations.
+RELATION_WORDS = {
+    "inside": "inside",
+    "contains": "contains",
+    "on_top_of": "on top of",
+    "under": "under",
+    "occludes": "in front of",
+    "occluded_by": "behind",
+    "touching": "touching",
+    "left_of": "left of",
+    "right_of": "right of",
+    "above": "above",
+    "below": "below",
+}
+MAX_RELATIONS_PER_REGION = 4
+MAX_CAPTION_CHARS = 80
+MAX_TEXT_CHARS = 40
+
+
+def _clean(text: str, limit: int) -> str:
+    """One line, printable, no quotes (they delimit fields), at most ``limit`` characters."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(text)).replace('"', "'")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def region_phrase(region: Region) -> str:
+    """'small red elongated object, bottom-left' from the region's exact attributes."""
+    a = region.attributes
+    words = [a.get("size", ""), a.get("colour", "")]
+    shape = [w for w in a.get("shape", []) if w != "has holes"]
+    words += shape[:1]
+    phrase = " ".join(w for w in words if w and w != "none") + " object"
+    if "has holes" in a.get("shape", []):
+        phrase += " with holes"
+    if a.get("position"):
+        phrase += f", {a['position']}"
+    return phrase.strip()
+
+
+def region_line(scene: Scene, region: Region, shown: set[int] | None = None) -> str:
+    parts = [f"R{region.id}: {region_phrase(region)}"]
+    if region.caption:
+        parts.append(f'caption "{_clean(region.caption, MAX_CAPTION_CHARS)}"')
+    if region.text:
+        joined = _clean(" ".join(region.text), MAX_TEXT_CHARS)
+        if joined:
+            parts.append(f'text "{joined}"')
+    rels = [r for r in scene.relations_of(region.id) if r.predicate in RELATION_WORDS]
+    if shown is not None:
+        rels = [r for r in rels if r.object in shown]
+    order = list(RELATION_WORDS)
+    rels.sort(key=lambda r: (order.index(r.predicate), r.object))
+    for r in rels[:MAX_RELATIONS_PER_REGION]:
+        parts.append(f"{RELATION_WORDS[r.predicate]} R{r.object}")
+    return "; ".join(parts)
+
+
+def select_regions(scene: Scene, max_regions: int) -> list[Region]:
+    """The regions shown: largest area first (then higher score), at most ``max_regions``, in id order."""
+    if max_regions < 1:
+        raise InputError(f"max_regions must be >= 1, got {max_regions}")
+    ranked = sorted(scene.regions, key=lambda r: (-r.area, -(r.score or 0.0), r.id))[:max_regions]
+    return sorted(ranked, key=lambda r: r.id)
+
+
+def scene_lines(scene: Scene, max_regions: int = 40) -> list[str]:
+    """One line per shown region (id order), plus a final line stating how many were left out."""
+    shown = select_regions(scene, max_regions)
+    ids = {r.id for r in shown}
+    lines = [region_line(scene, r, ids) for r in shown]
+    dropped = len(scene.regions) - len(shown)
+    if dropped:
+        lines.append(f"({dropped} smaller regions not listed)")
+    return lines
+
+
+def scene_text(scene: Scene, max_regions: int = 40) -> str:
+    return "\n".join(scene_lines(scene, max_regions))
