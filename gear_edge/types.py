@@ -38,6 +38,12 @@ class Region:
         d["bbox"] = [float(v) for v in self.bbox]
         return d
 
+    def bitmap(self):
+        """bool [H, W] mask (decoded on demand)."""
+        import gear_edge.masks as gm
+
+        return gm.decode(self.rle)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Region":
         try:
@@ -157,3 +163,34 @@ class Answer:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Answer":
+        try:
+            return cls(
+                query=str(d["query"]),
+                targets=[int(t) for t in d["targets"]],
+                steps=[LogicStep(str(s["text"]), None if s.get("kept") is None else [int(k) for k in s["kept"]]) for s in d["steps"]],
+                mask=d.get("mask"),
+                mode=str(d.get("mode", "")),
+                prompt_tokens=int(d.get("prompt_tokens", 0)),
+                completion_tokens=int(d.get("completion_tokens", 0)),
+                timings=dict(d.get("timings") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"answer: malformed ({exc!r})") from None
+
+    def bitmap(self, image_size: tuple[int, int] | None = None):
+        """bool [H, W] union of the targets' masks; all False (needs ``image_size``) when there is none."""
+        import numpy as np
+
+        import gear_edge.masks as gm
+
+        if self.mask is not None:
+            return gm.decode(self.mask)
+        if image_size is None:
+            raise InputError("this answer has no target mask; pass image_size=(h, w) for an empty bitmap")
+        return np.zeros(tuple(image_size), dtype=bool)

@@ -45,7 +45,8 @@ COLOUR_SAMPLES = 1536  # at most this many pixels per region are colour-named
 WORK_SIDE = 256  # pairwise relations are decided on masks sampled to at most this side
 SIZE_WORDS = ((0.005, "tiny"), (0.03, "small"), (0.12, "medium"), (0.35, "large"), (math.inf, "huge"))
 INSIDE_FRAC = 0.9  # A inside B when this fraction of A lies in B (holes of B filled)
-OCCLUDE_HULL_FRAC = 0.3  # A occludes B when A touches B and this fraction of A lies in B's convex hull
+OCCLUDE_HULL_FRAC = 0.5  # A occludes B when this fraction of A lies in B's convex hull ...
+OCCLUDE_WRAP_FRAC = 0.3  # ... and B occupies this fraction of the ring just outside A
 MIN_COLOUR_FRAC = 0.15
 
 
@@ -121,8 +122,8 @@ def _shape(crop: np.ndarray) -> dict:
         words.append("square")
     elif rectangularity >= 0.9:
         words.append("rectangular")
-    elif elongation < 1.3 and circularity >= 0.8 and rectangularity < 0.88:
-        words.append("round")
+    elif elongation < 1.3 and solidity >= 0.9 and 0.7 <= rectangularity < 0.88:
+        words.append("round")  # a disk fills pi/4 of its bounding square; perimeter is too noise-prone
     if solidity < 0.75:
         words.append("irregular")
     if holes:
@@ -319,6 +320,9 @@ def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], 
     inter = _pair_count(packed["mask"], packed["mask"], pi, pj)
     i_in_j, j_in_i = _pair_count(packed["mask"], packed["filled"], pi, pj), _pair_count(packed["mask"], packed["filled"], pj, pi)
     touch = _pair_count(packed["dilated"], packed["mask"], pi, pj)
+    rings = _popcount(packed["dilated"]) - counts  # pixels just outside each region
+    touch_ij_b = touch  # b's pixels next to a
+    touch_ji_a = _pair_count(packed["dilated"], packed["mask"], pj, pi)  # a's pixels next to b
     i_hull_j, j_hull_i = _pair_count(packed["mask"], packed["hull"], pi, pj), _pair_count(packed["mask"], packed["hull"], pj, pi)
     for q, (i, j) in enumerate(zip(pi.tolist(), pj.tolist())):
         a_in_b, b_in_a = i_in_j[q] / counts[i], j_in_i[q] / counts[j]
@@ -334,23 +338,30 @@ def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], 
             continue
         add(i, "touching", j)
         win = _pair_window(works[i], works[j], pad)
-        rows = (works[i].dilated[win] & works[j].mask[win]).sum(axis=1)
-        cy = float((rows * np.arange(win[0].start, win[0].start + len(rows))).sum() / max(1, rows.sum()))
+        row0 = win[0].start
         for s_, t_ in ((i, j), (j, i)):
             bs, bt = works[s_].box, works[t_].box
-            # s rests on t: s above t, overlapping in x, contact along s's lower half and t's upper part
-            if (
+            # s rests on t: s above t, t at least a bit wider than half of s and reaching below s, and
+            # most of the contact along s's bottom quarter
+            if not (
                 attrs[s_]["centroid"][1] < attrs[t_]["centroid"][1]
-                and _interval_overlap(bs[0], bs[2], bt[0], bt[2]) >= 0.3
-                and cy >= (bs[1] + bs[3]) / 2
-                and cy <= (bt[1] + bt[3]) / 2 + 0.25 * (bt[3] - bt[1])
+                and bt[3] > bs[3]
+                and (bt[2] - bt[0]) >= 0.6 * (bs[2] - bs[0])
+                and _interval_overlap(bs[0], bs[2], bt[0], bt[2]) >= 0.5
             ):
+                continue
+            rows = (works[s_].dilated[win] & works[t_].mask[win]).sum(axis=1)
+            band = max(0, bs[3] - max(1, (bs[3] - bs[1]) // 4) - row0)
+            if rows.sum() > 0 and rows[band:].sum() >= 0.6 * rows.sum():
                 add(s_, "on_top_of", t_, "under")
         if inter[q] == 0:
+            # a occludes b: a lies in b's convex hull and b surrounds a good part of a's outline
             a_hull_b, b_hull_a = i_hull_j[q] / counts[i], j_hull_i[q] / counts[j]
-            if a_hull_b >= OCCLUDE_HULL_FRAC and a_hull_b > b_hull_a:
+            a_wrapped = touch_ij_b[q] / max(1, rings[i])
+            b_wrapped = touch_ji_a[q] / max(1, rings[j])
+            if a_hull_b >= OCCLUDE_HULL_FRAC and a_wrapped >= OCCLUDE_WRAP_FRAC and a_hull_b > b_hull_a:
                 add(i, "occludes", j, "occluded_by")
-            elif b_hull_a >= OCCLUDE_HULL_FRAC and b_hull_a > a_hull_b:
+            elif b_hull_a >= OCCLUDE_HULL_FRAC and b_wrapped >= OCCLUDE_WRAP_FRAC and b_hull_a > a_hull_b:
                 add(j, "occludes", i, "occluded_by")
     for i in range(n):
         for j in range(i + 1, n):
