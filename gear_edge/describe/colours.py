@@ -66,3 +66,18 @@ def colour_histogram(rgb_pixels: np.ndarray) -> tuple[np.ndarray, float]:
     idx = name_pixels(lab)
     hist = np.bincount(idx, minlength=len(COLOUR_NAMES)).astype(np.float64)
     return hist / hist.sum(), float(lab[:, 0].mean() / 100.0)
+
+
+def colour_histograms(pixel_sets: list[np.ndarray], n_sets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Batched colour_histogram: uint8 [K_i, 3] per set -> (fractions [n_sets, names], mean L*/100 [n_sets])."""
+    n_names = len(COLOUR_NAMES)
+    if n_sets == 0:
+        return np.zeros((0, n_names)), np.zeros(0)
+    sizes = np.array([len(p) for p in pixel_sets], dtype=np.int64)
+    owner = np.repeat(np.arange(n_sets), sizes)
+    lab = rgb_to_lab(np.concatenate(pixel_sets).reshape(-1, 3))
+    idx = name_pixels(lab)
+    counts = np.bincount(owner * n_names + idx, minlength=n_sets * n_names).reshape(n_sets, n_names).astype(np.float64)
+    denom = np.maximum(sizes, 1)[:, None]
+    brightness = np.bincount(owner, weights=lab[:, 0], minlength=n_sets) / np.maximum(sizes, 1) / 100.0
+    return counts / denom, brightness

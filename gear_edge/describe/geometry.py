@@ -36,18 +36,19 @@ import numpy as np
 
 import gear_edge.masks as gm
 from gear_edge.crops import check_image
-from gear_edge.describe.colours import COLOUR_NAMES, colour_histogram
+from gear_edge.describe.colours import COLOUR_NAMES, colour_histograms
 from gear_edge.errors import InputError
 from gear_edge.types import RLE, Relation
 
 SHAPE_SIDE = 96  # shape / texture are measured on the region's bbox crop scaled to at most this side
-COLOUR_SAMPLES = 1536  # at most this many pixels per region are colour-named
+COLOUR_SAMPLES = 512  # at most this many pixels per region are colour-named
 WORK_SIDE = 256  # pairwise relations are decided on masks sampled to at most this side
 SIZE_WORDS = ((0.005, "tiny"), (0.03, "small"), (0.12, "medium"), (0.35, "large"), (math.inf, "huge"))
 INSIDE_FRAC = 0.9  # A inside B when this fraction of A lies in B (holes of B filled)
 OCCLUDE_HULL_FRAC = 0.5  # A occludes B when this fraction of A lies in B's convex hull ...
 OCCLUDE_WRAP_FRAC = 0.3  # ... and B occupies this fraction of the ring just outside A
 MIN_COLOUR_FRAC = 0.15
+TEXTURED = 0.15  # edge density above which a region reads as textured
 
 
 @dataclass
@@ -58,6 +59,7 @@ class _Work:
     filled: np.ndarray  # bool [h, w]: holes filled
     hull: np.ndarray  # bool [h, w]: convex hull
     dilated: np.ndarray  # bool [h, w]: dilated by 2 working pixels (contact test)
+    interior: np.ndarray  # bool [h, w]: eroded by 1 working pixel (texture without the outline)
     box: tuple[int, int, int, int]  # working-res bbox x0, y0, x1, y1 (exclusive); (0,0,0,0) if empty
 
 
@@ -139,24 +141,31 @@ def _shape(crop: np.ndarray) -> dict:
     }
 
 
-def _texture(image_crop: np.ndarray, mask_crop: np.ndarray) -> float:
-    """Canny edge density inside the mask (boundary excluded); inputs already scaled."""
-    if mask_crop.sum() == 0:
-        return 0.0
-    gray = cv2.cvtColor(image_crop, cv2.COLOR_RGB2GRAY)
+def _textures(image: np.ndarray, works: list[_Work], k: int) -> np.ndarray:
+    """Edge density per region (0..1): the fraction of its interior working cells that hold a Canny
+    edge of the image at twice the working resolution (one Canny for the whole image)."""
+    n = len(works)
+    if n == 0:
+        return np.zeros(0)
+    gh, gw = works[0].mask.shape
+    half = max(1, k // 2)  # a 2x-working-resolution grey image, averaged over each sample's block
+    small = cv2.resize(image, (2 * gw, 2 * gh), interpolation=cv2.INTER_AREA) if half > 1 else image
+    gray = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY)
+    if gray.shape != (2 * gh, 2 * gw):
+        gray = cv2.resize(gray, (2 * gw, 2 * gh), interpolation=cv2.INTER_LINEAR)
     edges = cv2.Canny(gray, 60, 150) > 0
-    interior = cv2.erode(mask_crop.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
-    n = int(interior.sum())
-    if n < 16:
-        return 0.0
-    return float((edges & interior).sum() / n)
+    cells = edges.reshape(gh, 2, gw, 2).any(axis=(1, 3))
+    interiors = _pack([wk.interior for wk in works])
+    inside = _popcount(interiors)
+    hits = _popcount(interiors & _pack([cells])[0][None, :])
+    return np.where(inside >= 4, hits / np.maximum(inside, 1), 0.0)
 
 
 def _work_masks(m: np.ndarray) -> _Work:
     ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
     if len(ys) == 0:
         z = np.zeros_like(m)
-        return _Work(m, z, z, z, (0, 0, 0, 0))
+        return _Work(m, z, z, z, z, (0, 0, 0, 0))
     m8 = m.astype(np.uint8)
     contours, _ = cv2.findContours(m8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(m8)
@@ -164,7 +173,8 @@ def _work_masks(m: np.ndarray) -> _Work:
     hull = np.zeros_like(m8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
     dilated = cv2.dilate(m8, np.ones((5, 5), np.uint8)).astype(bool)
-    return _Work(m, filled.astype(bool) | m, hull.astype(bool) | m, dilated, (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1))
+    interior = cv2.erode(m8, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+    return _Work(m, filled.astype(bool) | m, hull.astype(bool) | m, dilated, interior, (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1))
 
 
 def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict], list[_Work], int]:
@@ -185,9 +195,12 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
     steps = np.maximum(1, np.ceil(np.maximum(ib[:, 2], ib[:, 3]) / SHAPE_SIDE)).astype(np.int64)
     crops = gm.sample(rles, win, steps)  # bbox crops sampled to <= SHAPE_SIDE: no full-size decode
     grid = gm.sample(rles, np.tile([0, 0, w, h], (n, 1)), np.full(n, k), offset=k // 2)
-    attrs: list[dict] = []
     works = [_work_masks(g) for g in grid]
+    texture = _textures(image, works, k)
+    attrs: list[dict] = []
     rng = np.random.default_rng(0)
+    pixels: list[np.ndarray] = []  # colour samples of every region, named in one batch below
+    owners: list[int] = []
     for i in range(n):
         area = int(areas[i])
         x0, y0, x1, y1 = (int(v) for v in win[i])
@@ -198,11 +211,10 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
             "size_rank": int(rank[i]),
             "size": next(word for limit, word in SIZE_WORDS if area / (h * w) < limit),
         }
+        attrs.append(a)
         if area == 0:
             a.update(centroid=[0.0, 0.0], position="centre", position_h="centre", position_v="middle",
-                     colours=[], colour="none", brightness=0.0, brightness_word="dark", texture=0.0,
-                     texture_word="plain", **_shape(np.zeros((1, 1), bool)))
-            attrs.append(a)
+                     **_shape(np.zeros((1, 1), bool)))
             continue
         step = int(steps[i])
         mcrop = crops[i]
@@ -211,30 +223,30 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
             step = 1
             mcrop = gm.sample([rles[i]], win[i : i + 1], 1)[0]
             ys, xs = np.nonzero(mcrop)
-        icrop = np.ascontiguousarray(image[y0:y1:step, x0:x1:step])
         cx, cy = float(x0 + step * xs.mean() + 0.5), float(y0 + step * ys.mean() + 0.5)
         pos, ph, pv = _position(cx, cy, w, h)
         if len(ys) > COLOUR_SAMPLES:
             sel = rng.choice(len(ys), COLOUR_SAMPLES, replace=False)
             ys, xs = ys[sel], xs[sel]
-        hist, brightness = colour_histogram(icrop[ys, xs])
+        pixels.append(image[y0 + step * ys, x0 + step * xs])
+        owners.append(i)
+        a.update(centroid=[round(cx, 2), round(cy, 2)], position=pos, position_h=ph, position_v=pv, **_shape(mcrop))
+    hists, brightness = colour_histograms(pixels, n_sets=len(pixels))
+    named = dict(zip(owners, range(len(owners))))
+    for i, a in enumerate(attrs):
+        if i not in named:
+            a.update(colours=[], colour="none", brightness=0.0, brightness_word="dark", texture=0.0, texture_word="plain")
+            continue
+        hist, bright = hists[named[i]], float(brightness[named[i]])
         order = np.argsort(-hist, kind="stable")
-        colours = [[COLOUR_NAMES[c], round(float(hist[c]), 3)] for c in order if hist[c] >= MIN_COLOUR_FRAC]
-        texture = _texture(icrop, mcrop)
         a.update(
-            centroid=[round(cx, 2), round(cy, 2)],
-            position=pos,
-            position_h=ph,
-            position_v=pv,
-            colours=colours,
+            colours=[[COLOUR_NAMES[c], round(float(hist[c]), 3)] for c in order if hist[c] >= MIN_COLOUR_FRAC],
             colour=COLOUR_NAMES[int(order[0])],
-            brightness=round(brightness, 3),
-            brightness_word="dark" if brightness < 0.35 else ("bright" if brightness > 0.7 else "medium"),
-            texture=round(texture, 3),
-            texture_word="textured" if texture > 0.08 else "plain",
-            **_shape(mcrop),
+            brightness=round(bright, 3),
+            brightness_word="dark" if bright < 0.35 else ("bright" if bright > 0.7 else "medium"),
+            texture=round(float(texture[i]), 3),
+            texture_word="textured" if texture[i] > TEXTURED else "plain",
         )
-        attrs.append(a)
     return attrs, works, k
 
 
