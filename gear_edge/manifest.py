@@ -54,7 +54,8 @@ class Manifest:
         sha = str(data["sha256"]).lower()
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise InputError(f"model manifest {path}: 'sha256' must be 64 hex digits, got {data['sha256']!r}")
-        known = {k: data[k] for k in (*_REQUIRED, "package", "package_path")}
+        known = {k: data[k] for k in _REQUIRED}
+        known.update({k: (data.get(k) or None) for k in ("package", "package_path")})
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**{**known, "sha256": sha, "size": int(data["size"])}, extra=extra, path=path)
 
