@@ -1,13 +1,34 @@
-"""``gear-edge`` command line (an adapter over the library)."""
+"""``gear-edge`` command line (an adapter over the library: parsing, files, progress, printing)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import sys
+import time
+from pathlib import Path
 
 from gear_edge import __version__, _native
+from gear_edge.errors import GearEdgeError, InputError
+
+DEFAULT_NOTE = """\
+The embedded default profile uses only models that install from PyPI: a classical segmenter
+(scikit-image graph segmentation; finds colour-distinct regions, not SAM-quality objects), exact
+attributes and relations, OCR (PP-OCRv4), and SmolLM2-135M for deduction. It can answer queries about
+colour, size, position, shape, text printed on things, and spatial relations; it cannot name objects
+it has no words for (no captioner ships by default). Switch to --config sam2 after exporting SAM2
+(gear-edge export sam2 ...) for real object masks."""
+
+DEMO_IMAGE = "coffee"  # scikit-image's bundled photo of a cup of coffee on a saucer
+DEMO_QUERIES = (
+    "the white object at the top",
+    "the orange region inside the white object",
+    "the largest object",
+    "the black thing in the top-left corner",
+    "the purple elephant",
+)
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -25,18 +46,144 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--set {item!r}: expected section.key=value (e.g. deduce.mode=direct)")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _pipeline(args: argparse.Namespace):
+    from gear_edge.pipeline import GearSeg
+
+    return GearSeg.from_config(args.config, _overrides(args.set))
+
+
+def _run_queries(gs, image, queries: list[str], out_dir: Path, stem: str) -> int:
+    from tqdm import tqdm
+
+    from gear_edge.io import write_atomic, write_png
+    from gear_edge.viz import render_answer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    scene = gs.perceive(image)
+    print(f"perceived {len(scene.regions)} regions in {(time.perf_counter() - t0) * 1e3:.0f} ms "
+          + " ".join(f"{k}={v:.0f}ms" for k, v in scene.timings.items()))
+    write_atomic(out_dir / f"{stem}.scene.json", scene.to_json(indent=1).encode())
+    answers, failures = [], 0
+    for i, query in enumerate(tqdm(queries, desc="queries", unit="q", disable=len(queries) < 2)):
+        try:
+            answer = gs.ask(scene, query)
+        except GearEdgeError as exc:  # one bad query never loses the scene or the other answers
+            failures += 1
+            print(f"  [{i}] {query!r}: error: {exc}", file=sys.stderr)
+            answers.append({"query": query, "error": str(exc)})
+            continue
+        answers.append(answer.to_dict())
+        png = write_png(out_dir / f"{stem}.q{i}.png", render_answer(image, scene, answer))
+        chain = " | ".join(s.text for s in answer.steps)
+        print(f"  [{i}] {query!r} -> {['R%d' % t for t in answer.targets]}  ({answer.timings.get('ask', 0):.0f} ms)  {chain}")
+        print(f"       overlay: {png}")
+    write_atomic(out_dir / f"{stem}.answers.json", json.dumps(answers, indent=1).encode())
+    print(f"wrote {out_dir / (stem + '.answers.json')}")
+    return 1 if failures else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import skimage.data
+
+    image = getattr(skimage.data, args.image)()
+    if image.ndim == 2:
+        import numpy as np
+
+        image = np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2))
+    print(DEFAULT_NOTE if args.config == "default" else f"config: {args.config}")
+    gs = _pipeline(args)
+    return _run_queries(gs, image, list(args.query or DEMO_QUERIES), Path(args.out), f"demo_{args.image}")
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from gear_edge.io import read_image
+
+    image = read_image(args.image)
+    gs = _pipeline(args)
+    return _run_queries(gs, image, [args.query], Path(args.out), Path(args.image).stem)
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="default", help="profile name (default, sam2) or a TOML file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config key (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gear-edge", description="On-robot reasoning segmentation (GEAR-Seg).")
+    parser = argparse.ArgumentParser(
+        prog="gear-edge",
+        description="On-robot reasoning segmentation (GEAR-Seg): segment -> describe -> deduce.",
+        epilog=DEFAULT_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"gear-edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", required=True)
+
     p = sub.add_parser("info", help="show version, native backend and build flags")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("demo", help="run a profile on a bundled photo with example queries; writes overlays + JSON",
+                       epilog=DEFAULT_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image", default=DEMO_IMAGE, help="a scikit-image bundled image name (default: coffee)")
+    p.add_argument("--query", action="append", help="a query (repeatable; default: the built-in examples)")
+    p.add_argument("--out", default="results/demo", help="output directory")
+    _add_pipeline_args(p)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("segment", help="answer one query on an image file; writes the overlay PNG + answer JSON")
+    p.add_argument("image", help="image file (PNG/JPEG/...)")
+    p.add_argument("query", help='e.g. "the red box on the table"')
+    p.add_argument("--out", default="results/segment", help="output directory")
+    _add_pipeline_args(p)
+    p.set_defaults(func=_segment)
+
+    _mount_optional(sub)
     return parser
 
 
+def _mount_optional(sub) -> None:
+    """Subcommands whose modules add their own arguments (mounted when the module is present)."""
+    import importlib
+
+    for name, module, help_text in (
+        ("data-engine", "gear_edge.data_engine.run", "generate verified QA-mask pairs from a folder of images"),
+        ("eval", "gear_edge.eval.run", "gIoU / cIoU of a profile on a dataset"),
+        ("ros", "gear_edge.ros.cli", "run the ROS 2 node (needs the [ros] extra)"),
+        ("bench", "gear_edge.bench", "latency benchmark of every stage and the whole loop"),
+        ("build-engine", "export.build_engine", "ONNX -> TensorRT plan with an engine cache (needs TensorRT)"),
+        ("export", "export.cli", "export SAM2 / the captioner to ONNX (needs the [export] extra)"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        if not hasattr(mod, "add_arguments") or not hasattr(mod, "cli"):
+            continue
+        p = sub.add_parser(name, help=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.cli)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except GearEdgeError as exc:
+        print(f"gear-edge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -30,12 +30,12 @@ SCHEMA: dict[str, dict[str, type | tuple]] = {
     "segment.sam2": {"encoder": str, "decoder": str, "points_per_side": int, "points_per_batch": int,
                      "pred_iou_thresh": float, "stability_score_thresh": float, "box_nms_thresh": float,
                      "min_mask_region_area": int, "crop_n_layers": int},
-    "engines": {"backend": str, "providers": list, "plan_dir": str},
+    "engines": {"backend": str, "providers": list, "plan_dir": str, "precision": str, "device_id": int},
     "describe": {"ocr": bool, "captioner": str, "k_neighbours": int, "max_regions_text": int},
     "deduce": {"mode": str, "model": str, "n_ctx": int, "seed": int, "max_cached_scenes": int},
 }
 CHOICES = {("segment", "kind"): ("classical", "sam2"), ("deduce", "mode"): ("program", "direct"),
-           ("engines", "backend"): ("onnxruntime", "tensorrt")}
+           ("engines", "backend"): ("onnxruntime", "tensorrt"), ("engines", "precision"): ("fp32", "fp16", "int8")}
 
 
 def profiles() -> list[str]:
