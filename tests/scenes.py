@@ -89,7 +89,7 @@ def tabletop(h: int = 480, w: int = 640) -> SyntheticScene:
 TABLETOP_QUERIES = {
     "the red object": ["box"],
     "the blue round object": ["ball"],
-    "the largest object": ["table"],
+    "the largest object at the bottom": ["table"],
     "the green object at the top right": ["horse"],
     "the yellow object": ["coin"],
     "the object left of the blue ball": ["box"],
