@@ -5,7 +5,7 @@
 #   bash scripts/test.sh -k rle -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev
+bash scripts/setup.sh "${GEAR_EDGE_TEST_EXTRAS:-dev,ros}"
 # The compiled extension must be the one under test (never the silent numpy fallback).
 set +e
 GEAR_EDGE_REQUIRE_CPP=1 .venv/bin/python -m pytest "$@"
