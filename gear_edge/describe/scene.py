@@ -15,9 +15,10 @@ from gear_edge.types import RLE, Region, Scene
 
 
 class TextReader(Protocol):
-    """OCR: per-region strings for an image and its region masks."""
+    """OCR: text boxes for an image (``gear_edge.describe.ocr.OcrReader``); words are assigned to
+    regions by mask overlap. A reader may instead offer ``read_regions(image, rles)``."""
 
-    def read_regions(self, image: np.ndarray, rles: Sequence[RLE]) -> list[list[str]]: ...
+    def read(self, image: np.ndarray) -> list: ...
 
 
 class RegionCaptioner(Protocol):
@@ -67,7 +68,13 @@ def describe_scene(
         r.attributes = a
     if ocr is not None and regions:
         t0 = time.perf_counter()
-        texts = ocr.read_regions(image, [r.rle for r in regions])
+        rles = [r.rle for r in regions]
+        if hasattr(ocr, "read_regions"):
+            texts = ocr.read_regions(image, rles)
+        else:  # an OcrReader: read the image once, assign words to regions by mask overlap
+            from gear_edge.describe.ocr import assign_text
+
+            texts = assign_text(ocr.read(image), rles)
         timings["describe.ocr"] = (time.perf_counter() - t0) * 1e3
         for r, t in zip(regions, texts):
             r.text = list(t)
