@@ -169,7 +169,8 @@ def provider_settings(
 def _dim(d: object) -> int | str | None:
     if isinstance(d, int):
         return d if d >= 0 else None
-    return d if isinstance(d, str) and d else None
+    # "?" is how some exporters (Paddle) spell "unknown": unnamed, not a shared symbol
+    return d if isinstance(d, str) and d and d != "?" else None
 
 
 def _spec(arg, source: str) -> TensorSpec:
