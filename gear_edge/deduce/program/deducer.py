@@ -1,0 +1,183 @@
+"""``program`` deduction (the default): parse → (LLM fills what the parser could not) → execute.
+
+The query becomes a typed :class:`~gear_edge.deduce.program.ast.Program` (deterministic parser);
+phrases the grammar does not cover (a purpose such as "something to cut the tape with", or words
+it cannot place) are handed to the LLM, which only names candidate objects under a bounded JSON
+grammar; the program is then executed exactly on the scene, and its executed steps — each with the
+ids it kept — are the logic chain. Without a usable LLM (llama-cpp-python missing, or ``llm=None``)
+every query still runs: unresolved phrases are matched by their own words and the chain says the
+LLM was skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gear_edge.deduce.base import DEFAULT_MAX_QUERY_CHARS, finish_answer, validate_query
+from gear_edge.deduce.program.ast import Program, with_alternatives
+from gear_edge.deduce.program.executor import Executor, Trace, ids_text
+from gear_edge.deduce.program.fill import ObjectFiller
+from gear_edge.deduce.program.parser import Parser
+from gear_edge.deduce.program.semantic import SemanticMatcher, TextEmbedder
+from gear_edge.errors import InputError, MissingDependencyError
+from gear_edge.types import Answer, LogicStep, Scene
+
+AUTO = "auto"
+
+
+class ProgramDeducer:
+    """Query program deduction. Thread-compatible (one query at a time per instance).
+
+    ``llm``: a :class:`gear_edge.deduce.llm.LocalLLM`, a zero-argument callable returning one (called
+    on first need), ``"auto"`` (the default GGUF, created on first need; skipped with a note when
+    llama-cpp-python is not installed) or None (never use an LLM).
+    ``embedder``: a :class:`TextEmbedder`, ``"auto"`` (MiniLM from its PyPI package, created on first
+    need; lexical matching only, with a note, when the package is missing) or None (lexical only).
+    ``max_llm_calls``: LLM calls per query at most (one per unresolved phrase; the rest are matched
+    by their own words), which bounds a query's latency.
+    """
+
+    mode = "program"
+
+    def __init__(
+        self,
+        llm: Any = AUTO,
+        embedder: TextEmbedder | str | None = AUTO,
+        *,
+        threads: int | None = None,
+        max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
+        max_llm_calls: int = 2,
+    ) -> None:
+        if max_query_chars < 1:
+            raise InputError(f"max_query_chars must be >= 1, got {max_query_chars}")
+        if max_llm_calls < 0:
+            raise InputError(f"max_llm_calls must be >= 0, got {max_llm_calls}")
+        self.max_llm_calls = int(max_llm_calls)
+        self._llm_arg = llm
+        self._embedder_arg = embedder
+        self.threads = threads
+        self.max_query_chars = int(max_query_chars)
+        self.parser = Parser()
+        self._embedder: TextEmbedder | None = None
+        self._embedder_note: str | None = None
+        self._filler: ObjectFiller | None = None
+        self._llm_note: str | None = None
+        self._executor: Executor | None = None
+
+    # ---- components (lazy) ------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> TextEmbedder | None:
+        if self._embedder is None and self._embedder_note is None:
+            arg = self._embedder_arg
+            if arg is None:
+                self._embedder_note = "no sentence-embedding model configured"
+            elif isinstance(arg, str) and arg == AUTO:
+                try:
+                    self._embedder = TextEmbedder.default(threads=self.threads)
+                except MissingDependencyError as exc:
+                    self._embedder_note = str(exc)
+            else:
+                self._embedder = arg  # type: ignore[assignment]
+        return self._embedder
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = Executor(SemanticMatcher(self.embedder))
+        return self._executor
+
+    def filler(self) -> ObjectFiller | None:
+        """The LLM object namer, or None (``llm_note`` says why)."""
+        if self._filler is None and self._llm_note is None:
+            arg = self._llm_arg
+            llm = None
+            if arg is None:
+                self._llm_note = "no LLM configured"
+            elif isinstance(arg, str) and arg == AUTO:
+                from gear_edge.deduce.llm import LocalLLM, import_llama_cpp
+
+                try:
+                    import_llama_cpp()
+                except MissingDependencyError as exc:
+                    self._llm_note = f"llama-cpp-python is not installed ({str(exc).split(';')[0]})"
+                else:
+                    llm = LocalLLM(threads=self.threads)
+            elif callable(arg) and not hasattr(arg, "generate"):
+                try:
+                    llm = arg()
+                except MissingDependencyError as exc:
+                    self._llm_note = f"the LLM is unavailable: {exc}"
+            else:
+                llm = arg
+            if llm is not None:
+                self._filler = ObjectFiller(llm)
+        return self._filler
+
+    @property
+    def llm_note(self) -> str | None:
+        return self._llm_note
+
+    # ---- deduction -------------------------------------------------------------------------------
+
+    def program(self, query: str) -> Program:
+        """The parsed program of ``query`` (no LLM, no scene)."""
+        return self.parser.parse(validate_query(query, self.max_query_chars))
+
+    def deduce(self, scene: Scene, query: str) -> Answer:
+        if not isinstance(scene, Scene):
+            raise InputError(f"scene must be a gear_edge.types.Scene, got {type(scene).__name__}")
+        t0 = time.perf_counter()
+        query = validate_query(query, self.max_query_chars)
+        timings: dict[str, float] = {}
+        program = self.parser.parse(query)
+        t1 = time.perf_counter()
+        timings["parse_ms"] = (t1 - t0) * 1e3
+        trace = Trace()
+        trace.add(f"program: {program.describe()}", None)
+        for note in program.notes:
+            trace.add(f"parser: {note}", None)
+        prompt_tokens = completion_tokens = 0
+        if program.unresolved:
+            program, prompt_tokens, completion_tokens = self._fill(program, trace, timings)
+        t2 = time.perf_counter()
+        if self.embedder is None and self._embedder_note:
+            trace.add(f"semantic matcher skipped ({self._embedder_note}): object words matched lexically", None)
+        targets, trace = self.executor.run(scene, program, trace)
+        t3 = time.perf_counter()
+        timings["execute_ms"] = (t3 - t2) * 1e3
+        trace.steps.append(LogicStep(f"answer: {ids_text(targets)}", list(targets)))
+        timings["total_ms"] = (time.perf_counter() - t0) * 1e3
+        return finish_answer(scene, query, targets, trace.steps, self.mode, prompt_tokens, completion_tokens, timings)
+
+    def _fill(self, program: Program, trace: Trace, timings: dict[str, float]) -> tuple[Program, int, int]:
+        t0 = time.perf_counter()
+        filler = self.filler()
+        if filler is None:
+            for u in program.unresolved:
+                trace.add(f"LLM skipped ({self._llm_note}): '{_short(u.text)}' matched by its own words", None)
+            return program, 0, 0
+        words: dict[str, tuple[str, ...]] = {}
+        prompt = completion = 0
+        for k, u in enumerate(program.unresolved):
+            if k >= self.max_llm_calls:
+                trace.add(f"LLM skipped (at most {self.max_llm_calls} calls per query): '{_short(u.text)}' "
+                          "matched by its own words", None)
+                continue
+            f = filler.fill(u.text, u.acted_on)
+            prompt += f.prompt_tokens
+            completion += f.completion_tokens
+            words[u.phrase] = f.words
+            src = "cached" if f.cached else f"{f.completion_tokens} tokens"
+            drop = f"; dropped {', '.join(f.dropped)}" if f.dropped else ""
+            shown = ", ".join(f.words) if f.words else "nothing usable"
+            trace.add(f"LLM ({src}): '{_short(u.text)}' -> {shown}{drop}", None)
+        timings["llm_ms"] = (time.perf_counter() - t0) * 1e3
+        return with_alternatives(program, words), prompt, completion
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+

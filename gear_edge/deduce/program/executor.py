@@ -1,0 +1,556 @@
+"""Runs a :class:`Program` exactly on a :class:`Scene`; every executed step is a LogicStep.
+
+Candidates start as every region; each filter keeps a subset and records a step with the ids it
+kept. Gradable words (size, position, shape, brightness, texture) are *soft*: when no candidate has
+the exact attribute, the one most so is kept ("the big box" in a scene of small things), and the
+step says so. Colours, text, object words and relations are hard: they may leave nothing, which is
+a valid answer. When one object is asked for and several fit, the best-scoring one is kept (scores:
+semantic similarity, colour fraction, how well a relation / position holds), then the largest.
+
+Relations come from ``scene.relations``; directional ones (left of, above, ...) between regions that
+are not neighbours in the relation graph are decided from the centroids with the same rule as
+``gear_edge.describe.geometry``. Only ids of the scene can ever be kept.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from gear_edge.deduce.program.ast import (
+    AttrFilter, Exclude, NounFilter, ObjectSpec, Order, Program, RelationFilter, TextFilter,
+)
+from gear_edge.deduce.program.semantic import MATCH_FLOOR, MATCH_MARGIN, SemanticMatcher, region_texts
+from gear_edge.types import LogicStep, Region, Scene
+
+PURPOSE_FLOOR = 0.35  # purpose phrases ("something to cut with") embed further from captions than names do
+NEGATED_FLOOR = 0.7  # "not the tape": drop regions this similar to the words (lexical hits reach it)
+NEAR_FRAC = 0.12  # "near": bbox gap at most this fraction of the image diagonal (or touching)
+TEXT_FUZZ = 0.8  # OCR text matches when difflib's ratio reaches this on some window
+MAX_STEP_IDS = 12  # ids spelled out in a step's text (``kept`` always holds all of them)
+MAX_STEPS = 48  # steps recorded per query (the rest are counted in one final step)
+DIRECTION_OVERLAP = 0.5  # as geometry: no left/right when the x intervals overlap this much
+
+POSITION_CELLS = {
+    "top-left": ("left", "top"), "top": ("centre", "top"), "top-right": ("right", "top"),
+    "left": ("left", "middle"), "centre": ("centre", "middle"), "right": ("right", "middle"),
+    "bottom-left": ("left", "bottom"), "bottom": ("centre", "bottom"), "bottom-right": ("right", "bottom"),
+}
+# (x, y) target of each position word in unit image coordinates, for the soft fallback
+POSITION_POINTS = {
+    "top-left": (0, 0), "top": (0.5, 0), "top-right": (1, 0), "left": (0, 0.5), "centre": (0.5, 0.5),
+    "right": (1, 0.5), "bottom-left": (0, 1), "bottom": (0.5, 1), "bottom-right": (1, 1), "middle": (0.5, 0.5),
+    "top-row": (None, 0), "bottom-row": (None, 1), "left-column": (0, None), "right-column": (1, None),
+    "centre-column": (0.5, None),
+}
+
+
+def ids_text(ids: Sequence[int]) -> str:
+    if not ids:
+        return "none"
+    shown = ", ".join(f"R{i}" for i in list(ids)[:MAX_STEP_IDS])
+    return shown + (f" (+{len(ids) - MAX_STEP_IDS} more)" if len(ids) > MAX_STEP_IDS else "")
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(re.findall(r"[0-9a-z]+", str(text).lower()))
+
+
+def text_matches(query: str, read: str) -> bool:
+    """OCR ``read`` contains ``query`` (case/punctuation-insensitive; OCR slips tolerated)."""
+    q, t = _norm_text(query), _norm_text(read)
+    if not q or not t:
+        return False
+    if q in t or q.replace(" ", "") in t.replace(" ", ""):
+        return True
+    qw, tw = q.split(), t.split()
+    n = len(qw)
+    for k in range(max(1, len(tw) - n + 1)):
+        window = " ".join(tw[k : k + n])
+        if difflib.SequenceMatcher(None, q, window).ratio() >= TEXT_FUZZ:
+            return True
+    return False
+
+
+@dataclass
+class _Run:
+    """Mutable state of one spec's evaluation."""
+
+    ids: list[int]
+    scores: dict[int, float] = field(default_factory=dict)
+
+    def keep(self, keep: Sequence[int]) -> None:
+        ks = set(keep)
+        self.ids = [i for i in self.ids if i in ks]
+
+    def add(self, i: int, v: float) -> None:
+        self.scores[i] = self.scores.get(i, 0.0) + float(v)
+
+
+class SceneView:
+    """Attribute and relation look-ups for one scene (tolerates regions without attributes)."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self.regions: dict[int, Region] = {r.id: r for r in scene.regions}
+        self.ids = [r.id for r in scene.regions]
+        h, w = scene.image_size
+        self.h, self.w = max(1, int(h)), max(1, int(w))
+        self.diag = math.hypot(self.w, self.h)
+        self.edges: dict[str, set[tuple[int, int]]] = {}
+        for rel in scene.relations:
+            if rel.subject in self.regions and rel.object in self.regions:
+                self.edges.setdefault(rel.predicate, set()).add((rel.subject, rel.object))
+        self.has_captions = any(region_texts(r)[0] is not None for r in scene.regions)
+        self.has_text = any(region_texts(r)[1] is not None for r in scene.regions)
+
+    def a(self, i: int, key: str, default=None):
+        return self.regions[i].attributes.get(key, default)
+
+    def area(self, i: int) -> float:
+        r = self.regions[i]
+        return float(r.attributes.get("area_px", r.area))
+
+    def bbox(self, i: int) -> tuple[float, float, float, float]:
+        b = self.regions[i].attributes.get("bbox") or self.regions[i].bbox
+        return tuple(float(v) for v in b)  # type: ignore[return-value]
+
+    def centroid(self, i: int) -> tuple[float, float]:
+        c = self.regions[i].attributes.get("centroid")
+        if c:
+            return float(c[0]), float(c[1])
+        x, y, w, h = self.bbox(i)
+        return x + w / 2, y + h / 2
+
+    def colour(self, i: int) -> str:
+        return str(self.a(i, "colour", "none"))
+
+    def colours(self, i: int) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for item in self.a(i, "colours", []) or []:
+            try:
+                out[str(item[0])] = float(item[1])
+            except (TypeError, ValueError, IndexError):
+                continue
+        return out
+
+    def edge(self, pred: str, s: int, o: int) -> bool:
+        return (s, o) in self.edges.get(pred, ())
+
+    def gap(self, i: int, j: int) -> float:
+        ax, ay, aw, ah = self.bbox(i)
+        bx, by, bw, bh = self.bbox(j)
+        gx = max(0.0, max(bx - (ax + aw), ax - (bx + bw)))
+        gy = max(0.0, max(by - (ay + ah), ay - (by + bh)))
+        (cx, cy), (dx, dy) = self.centroid(i), self.centroid(j)
+        return math.hypot(gx, gy) + 1e-3 * math.hypot(cx - dx, cy - dy)
+
+    @staticmethod
+    def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+        inter, short = min(a1, b1) - max(a0, b0), min(a1 - a0, b1 - b0)
+        return max(0.0, inter) / short if short > 0 else 0.0
+
+    def direction(self, c: int, r: int, axis: str) -> int:
+        """-1 / +1 when c is left of / right of r (axis 'x') or above / below r (axis 'y'); 0 neither.
+
+        The relation graph decides neighbours; other pairs use the geometry rule (centroid order
+        when the boxes overlap less than half on that axis)."""
+        lo, hi = ("left_of", "right_of") if axis == "x" else ("above", "below")
+        if self.edge(lo, c, r):
+            return -1
+        if self.edge(hi, c, r):
+            return 1
+        if self.edge(lo, r, c) or self.edge(hi, r, c):  # inverse present but not this one: trust the graph
+            return 1 if self.edge(lo, r, c) else -1
+        bc, br = self.bbox(c), self.bbox(r)
+        k = 0 if axis == "x" else 1
+        if self._overlap(bc[k], bc[k] + bc[k + 2], br[k], br[k] + br[k + 2]) >= DIRECTION_OVERLAP:
+            return 0
+        return -1 if self.centroid(c)[k] < self.centroid(r)[k] else 1
+
+    def alignment(self, c: int, r: int, dx: float, dy: float) -> float:
+        """cos of the angle between (r → c) and the direction (dx, dy), in [0, 1]."""
+        (cx, cy), (rx, ry) = self.centroid(c), self.centroid(r)
+        vx, vy = cx - rx, cy - ry
+        n = math.hypot(vx, vy)
+        return max(0.0, (vx * dx + vy * dy) / n) if n > 0 else 0.0
+
+
+@dataclass
+class Trace:
+    """Collects the executed steps (bounded)."""
+
+    steps: list[LogicStep] = field(default_factory=list)
+    dropped: int = 0
+
+    def add(self, text: str, kept: Sequence[int] | None) -> None:
+        if len(self.steps) >= MAX_STEPS:
+            self.dropped += 1
+            return
+        self.steps.append(LogicStep(text, None if kept is None else sorted(int(k) for k in kept)))
+
+
+class Executor:
+    """Executes programs on scenes. ``matcher`` scores object words (see :class:`SemanticMatcher`)."""
+
+    def __init__(self, matcher: SemanticMatcher) -> None:
+        self.matcher = matcher
+
+    def run(self, scene: Scene, program: Program, trace: Trace | None = None) -> tuple[list[int], Trace]:
+        """(target ids, sorted; the trace of steps). Pure: the scene is not modified."""
+        trace = trace or Trace()
+        view = SceneView(scene)
+        targets: list[int] = []
+        for k, spec in enumerate(program.targets):
+            label = f"[{k + 1}] " if len(program.targets) > 1 else ""
+            ids = self._spec(view, spec, trace, label, depth=0)
+            targets.extend(i for i in ids if i not in targets)
+        if len(program.targets) > 1:
+            trace.add(f"union of the {len(program.targets)} phrases: {ids_text(sorted(targets))}", targets)
+        if trace.dropped:
+            trace.steps.append(LogicStep(f"({trace.dropped} more steps not listed)", None))
+        return sorted(targets), trace
+
+    # ---- one object spec ----------------------------------------------------------------------
+
+    def _spec(self, view: SceneView, spec: ObjectSpec, trace: Trace, label: str, depth: int) -> list[int]:
+        run = _Run(list(view.ids))
+        # exact filters first, then object words: their margin is judged among what is left
+        nouns = [f for f in spec.filters if isinstance(f, NounFilter)]
+        deferred: list[NounFilter] = []
+        narrowing = spec.order is not None  # something besides object words describes the target
+        for f in spec.filters:
+            if isinstance(f, NounFilter):
+                continue
+            if isinstance(f, TextFilter) and not self._text(view, run, f, trace, label):
+                deferred.append(NounFilter(f.text.lower(), head=f.text.lower().split()[-1]))
+                continue
+            narrowing = True
+            if isinstance(f, AttrFilter):
+                self._attr(view, run, f, trace, label)
+            elif isinstance(f, RelationFilter):
+                self._relation(view, run, f, trace, label, depth)
+            elif isinstance(f, Exclude):
+                drop = set(self._spec(view, f.spec, trace, label + "  except: ", depth + 1))
+                run.keep([i for i in run.ids if i not in drop])
+                trace.add(f"{label}except {ids_text(sorted(drop))}: kept {ids_text(run.ids)}", run.ids)
+        for f in sorted(nouns, key=lambda f: not f.negated) + deferred:
+            self._noun(view, run, f, trace, label, narrowing)
+        if spec.order is not None and run.ids:
+            self._order(view, run, spec.order, trace, label, depth)
+        elif spec.quantity == "one" and len(run.ids) > 1:
+            best = sorted(run.ids, key=lambda i: (-round(run.scores.get(i, 0.0), 6), -view.area(i), i))[0]
+            why = f"score {run.scores[best]:.2f}" if best in run.scores else "largest"
+            trace.add(f"{label}one asked for, {len(run.ids)} fit: kept R{best} (best: {why})", [best])
+            run.ids = [best]
+        return run.ids
+
+    # ---- filters -------------------------------------------------------------------------------
+
+    def _attr(self, view: SceneView, run: _Run, f: AttrFilter, trace: Trace, label: str) -> None:
+        before = list(run.ids)
+        if f.kind == "colour":
+            self._colour(view, run, f, trace, label)
+            return
+        has = {i: self._has_attr(view, i, f) for i in before}
+        exact = [i for i in before if has[i] != f.negated]
+        desc = f.describe()
+        if exact or f.negated or f.kind == "shape" and "has holes" in f.values or not before:
+            run.keep(exact)
+            if not f.negated:
+                for i in exact:  # prefer the most so among several ("the small cup": the smaller one)
+                    run.add(i, 0.5 * self._degree(view, i, f, before))
+            trace.add(f"{label}{desc}: kept {ids_text(run.ids)}", run.ids)
+            return
+        best = max(before, key=lambda i: (self._degree(view, i, f, before), -i))
+        run.keep([best])
+        trace.add(f"{label}{desc}: no region is exactly that; kept the most so, R{best}", run.ids)
+
+    def _has_attr(self, view: SceneView, i: int, f: AttrFilter) -> bool:
+        if f.kind == "size":
+            return view.a(i, "size") in f.values
+        if f.kind == "shape":
+            return any(v in (view.a(i, "shape") or []) for v in f.values)
+        if f.kind == "brightness":
+            return view.a(i, "brightness_word") in f.values
+        if f.kind == "texture":
+            return view.a(i, "texture_word") in f.values
+        if f.kind == "position":
+            pos, ph, pv = view.a(i, "position"), view.a(i, "position_h"), view.a(i, "position_v")
+            if pos is None:  # no attributes: the 3x3 cell of the centroid
+                cx, cy = view.centroid(i)
+                ph = "left" if cx < view.w / 3 else ("right" if cx >= 2 * view.w / 3 else "centre")
+                pv = "top" if cy < view.h / 3 else ("bottom" if cy >= 2 * view.h / 3 else "middle")
+                pos = next(k for k, v in POSITION_CELLS.items() if v == (ph, pv))
+            for v in f.values:
+                if v in POSITION_CELLS and pos == v:
+                    return True
+                if v.endswith("-row") and pv == v[:-4]:
+                    return True
+                if v.endswith("-column") and ph == v[:-7]:
+                    return True
+                if v == "middle" and pv == "middle":
+                    return True
+            return False
+        return False
+
+    def _degree(self, view: SceneView, i: int, f: AttrFilter, pool: Sequence[int]) -> float:
+        """How much region i has the (gradable) property, in [0, 1] relative to ``pool``."""
+        v = f.values[0]
+        if f.kind == "size":
+            areas = sorted(view.area(j) for j in pool)
+            rank = areas.index(view.area(i)) / max(1, len(areas) - 1)
+            if v in ("tiny", "small"):
+                return 1.0 - rank
+            if v == "medium":
+                return 1.0 - abs(rank - 0.5) * 2
+            return rank
+        if f.kind == "position":
+            tx, ty = POSITION_POINTS.get(v, (0.5, 0.5))
+            cx, cy = view.centroid(i)
+            dx = 0.0 if tx is None else cx / view.w - tx
+            dy = 0.0 if ty is None else cy / view.h - ty
+            return max(0.0, 1.0 - math.hypot(dx, dy))
+        if f.kind == "shape":
+            if v == "round":
+                return float(view.a(i, "circularity", 0.0) or 0.0)
+            if v == "elongated":
+                return 1.0 - 1.0 / max(1.0, float(view.a(i, "elongation", 1.0) or 1.0))
+            if v in ("square", "rectangular"):
+                rect = float(view.a(i, "rectangularity", view.a(i, "solidity", 0.0)) or 0.0)
+                el = float(view.a(i, "elongation", 1.0) or 1.0)
+                return rect / (el if v == "square" else 1.0)
+            if v == "irregular":
+                return 1.0 - float(view.a(i, "solidity", 1.0) or 1.0)
+            return min(1.0, float(view.a(i, "holes", 0) or 0))
+        if f.kind == "brightness":
+            b = float(view.a(i, "brightness", 0.5) or 0.0)
+            return b if v == "bright" else (1.0 - b if v == "dark" else 1.0 - abs(b - 0.5) * 2)
+        if f.kind == "texture":
+            t = float(view.a(i, "texture", 0.0) or 0.0)
+            return t if v == "textured" else 1.0 - t
+        return 0.0
+
+    def _colour(self, view: SceneView, run: _Run, f: AttrFilter, trace: Trace, label: str) -> None:
+        vals = set(f.values)
+        before = list(run.ids)
+        if f.negated:
+            run.keep([i for i in before if view.colour(i) not in vals])
+            trace.add(f"{label}{f.describe()} (dominant colour): kept {ids_text(run.ids)}", run.ids)
+            return
+        dominant = [i for i in before if view.colour(i) in vals]
+        if dominant:
+            run.keep(dominant)
+            for i in dominant:
+                run.add(i, max(view.colours(i).get(v, 0.0) for v in vals))
+            trace.add(f"{label}{f.describe()}: kept {ids_text(run.ids)}", run.ids)
+            return
+        partly = [i for i in before if vals & set(view.colours(i))]
+        run.keep(partly)
+        for i in partly:
+            run.add(i, max(view.colours(i).get(v, 0.0) for v in vals))
+        note = "no region is mainly that colour; partly: " if partly else ""
+        trace.add(f"{label}{f.describe()}: {note}kept {ids_text(run.ids)}", run.ids)
+
+    def _text(self, view: SceneView, run: _Run, f: TextFilter, trace: Trace, label: str) -> bool:
+        """Applies the filter; False when it is a hint nobody reads (the caller matches it as words)."""
+        before = list(run.ids)
+        read = {i: region_texts(view.regions[i])[1] or "" for i in before}
+        hits = [i for i in before if text_matches(f.text, read[i])]
+        source = "text read on it"
+        if not hits and not f.negated:
+            caps = {i: region_texts(view.regions[i])[0] or "" for i in before}
+            hits = [i for i in before if _norm_text(f.text) and f" {_norm_text(f.text)} " in f" {_norm_text(caps[i])} "]
+            source = "its caption" if hits else source
+        if f.negated:
+            run.keep([i for i in before if i not in hits])
+        elif hits or f.strict:
+            run.keep(hits)
+            for i in hits:
+                run.add(i, 1.0)
+        else:
+            trace.add(f"{label}{f.describe()}: no region reads it; matched as object words instead", run.ids)
+            return False
+        trace.add(f"{label}{f.describe()} ({source}): kept {ids_text(run.ids)}", run.ids)
+        return True
+
+    def _noun(self, view: SceneView, run: _Run, f: NounFilter, trace: Trace, label: str, narrowing: bool) -> None:
+        before = list(run.ids)
+        if not before:
+            trace.add(f"{label}{f.describe()}: nothing left to match", [])
+            return
+        regions = [view.regions[i] for i in before]
+        ns = self.matcher.score(regions, f.phrase, f.alternatives, f.head)
+        lexical_only = not self.matcher.semantic
+        if not view.has_captions:
+            # no captioner: only text read on the objects can confirm object words
+            hits = [i for i in before if ns.why[i].startswith("reads")]
+            if f.negated:
+                run.keep([i for i in before if i not in hits])
+                trace.add(f"{label}{f.describe()}: no captions; by text read: kept {ids_text(run.ids)}", run.ids)
+            elif hits:
+                run.keep(hits)
+                trace.add(f"{label}{f.describe()}: no captions; text read on {ids_text(hits)} names it", run.ids)
+            elif narrowing:
+                trace.add(f"{label}{f.describe()}: no captions to match it against; not checked", run.ids)
+            else:
+                run.keep([])
+                trace.add(f"{label}{f.describe()}: no captions or text name it; nothing else describes it", [])
+            return
+        if f.negated:
+            drop = [i for i in before if ns.scores[i] >= NEGATED_FLOOR]
+            run.keep([i for i in before if i not in drop])
+            trace.add(f"{label}{f.describe()}: dropped {ids_text(drop)}", run.ids)
+            return
+        floor = PURPOSE_FLOOR if f.purpose else MATCH_FLOOR
+        kept = ns.matches(before, floor=floor, margin=MATCH_MARGIN)
+        run.keep(kept)
+        for i in kept:
+            run.add(i, 2.0 * ns.scores[i])  # object words weigh most when one region must be chosen
+        ranked = sorted(before, key=lambda i: -ns.scores[i])[:3]
+        detail = "; ".join(f"R{i} {ns.scores[i]:.2f}" for i in ranked)
+        how = "lexical only (no sentence-embedding model)" if lexical_only else "caption/text similarity"
+        trace.add(f"{label}{f.describe()} by {how} [{detail}]: kept {ids_text(run.ids)}", run.ids)
+
+    # ---- relations -------------------------------------------------------------------------------
+
+    def _relation(self, view: SceneView, run: _Run, f: RelationFilter, trace: Trace, label: str, depth: int) -> None:
+        sub = label + "  "
+        refs = self._spec(view, _as_all(f.ref), trace, sub + "ref: ", depth + 1)
+        refs2 = self._spec(view, _as_all(f.ref2), trace, sub + "ref 2: ", depth + 1) if f.ref2 is not None else []
+        before = list(run.ids)
+        test = self._relation_test(view, f.relation, refs, refs2)
+        held: dict[int, float] = {}
+        for c in before:
+            s = test(c)
+            if s is not None:
+                held[c] = s
+        if f.negated:
+            run.keep([c for c in before if c not in held])
+        else:
+            run.keep(list(held))
+            for c, s in held.items():
+                run.add(c, s)
+        ref_txt = ids_text(refs) + (f" and {ids_text(refs2)}" if f.ref2 is not None else "")
+        rel = f.relation.replace("_", " ")
+        trace.add(f"{label}{'not ' if f.negated else ''}{rel} {ref_txt}: kept {ids_text(run.ids)}", run.ids)
+
+    def _relation_test(self, view: SceneView, rel: str, refs: list[int], refs2: list[int]) -> Callable[[int], float | None]:
+        """A function: candidate id -> score in [0, 1] if the relation holds with some reference, else None."""
+
+        def best(c: int, one: Callable[[int, int], float | None]) -> float | None:
+            vals = [v for r in refs if r != c and (v := one(c, r)) is not None]
+            return max(vals) if vals else None
+
+        e = view.edge
+
+        def directional(dx: float, dy: float, axis: str, sign: int) -> Callable[[int], float | None]:
+            return lambda c: best(c, lambda c_, r: view.alignment(c_, r, dx, dy) if view.direction(c_, r, axis) == sign else None)
+
+        if rel == "left_of":
+            return directional(-1, 0, "x", -1)
+        if rel == "right_of":
+            return directional(1, 0, "x", 1)
+        if rel in ("above", "below"):
+            sign = -1 if rel == "above" else 1
+            stacked = "on_top_of" if rel == "above" else "under"
+            return lambda c: best(c, lambda c_, r: 1.0 if e(stacked, c_, r) else (
+                view.alignment(c_, r, 0, sign) if view.direction(c_, r, "y") == sign else None))
+        if rel == "on":
+            def on(c: int, r: int) -> float | None:
+                if e("on_top_of", c, r):
+                    return 1.0
+                if e("inside", c, r):
+                    return 0.9
+                if e("touching", c, r) and view.direction(c, r, "y") == -1:
+                    return 0.5
+                return None
+            return lambda c: best(c, on)
+        if rel == "under":
+            return lambda c: best(c, lambda c_, r: 1.0 if e("under", c_, r) else (
+                0.5 * view.alignment(c_, r, 0, 1) if view.direction(c_, r, "y") == 1 and e("touching", c_, r) else None))
+        if rel == "inside":
+            return lambda c: best(c, lambda c_, r: 1.0 if e("inside", c_, r) else None)
+        if rel == "contains":
+            return lambda c: best(c, lambda c_, r: 1.0 if e("contains", c_, r) else None)
+        if rel == "carries":
+            return lambda c: best(c, lambda c_, r: 1.0 if e("under", c_, r) or e("contains", c_, r) else None)
+        if rel == "touching":
+            return lambda c: best(c, lambda c_, r: 1.0 if any(e(p, c_, r) for p in ("touching", "on_top_of", "under")) else None)
+        if rel == "near":
+            lim = NEAR_FRAC * view.diag
+
+            def near(c: int, r: int) -> float | None:
+                g = view.gap(c, r)
+                if any(e(p, c, r) for p in ("touching", "on_top_of", "under")) or g <= lim:
+                    return 1.0 / (1.0 + 10.0 * g / view.diag)
+                return None
+            return lambda c: best(c, near)
+        if rel == "in_front_of":
+            return lambda c: best(c, lambda c_, r: 1.0 if e("occludes", c_, r) else None)
+        if rel == "behind":
+            return lambda c: best(c, lambda c_, r: 1.0 if e("occluded_by", c_, r) else None)
+        if rel == "larger_than":
+            return lambda c: best(c, lambda c_, r: min(1.0, view.area(c_) / max(1.0, view.area(r)) - 1) if view.area(c_) > view.area(r) else None)
+        if rel == "smaller_than":
+            return lambda c: best(c, lambda c_, r: 1.0 - view.area(c_) / max(1.0, view.area(r)) if view.area(c_) < view.area(r) else None)
+        if rel == "same_colour_as":
+            return lambda c: best(c, lambda c_, r: 1.0 if view.colour(c_) == view.colour(r) and view.colour(c_) != "none" else None)
+        if rel == "between":
+            def between(c: int) -> float | None:
+                vals = []
+                (cx, cy) = view.centroid(c)
+                for a in refs:
+                    for b in refs2:
+                        if len({a, b, c}) < 3:
+                            continue
+                        (ax, ay), (bx, by) = view.centroid(a), view.centroid(b)
+                        vx, vy = bx - ax, by - ay
+                        n2 = vx * vx + vy * vy
+                        if n2 <= 0:
+                            continue
+                        t = ((cx - ax) * vx + (cy - ay) * vy) / n2
+                        perp = abs((cx - ax) * vy - (cy - ay) * vx) / math.sqrt(n2)
+                        if 0.0 < t < 1.0 and perp <= 0.5 * math.sqrt(n2):
+                            vals.append(1.0 - perp / math.sqrt(n2))
+                return max(vals) if vals else None
+            return between
+        return lambda c: None  # pragma: no cover - the parser emits only known relations
+
+    # ---- superlatives / ordinals ----------------------------------------------------------------
+
+    def _order(self, view: SceneView, run: _Run, o: Order, trace: Trace, label: str, depth: int) -> None:
+        refs: list[int] = []
+        if o.key == "distance":
+            refs = self._spec(view, _as_all(o.ref) if o.ref is not None else ObjectSpec(), trace, label + "  ref: ", depth + 1)
+
+        def key(i: int) -> float:
+            if o.key == "area":
+                return view.area(i)
+            if o.key == "x":
+                return view.centroid(i)[0]
+            if o.key == "y":
+                return view.centroid(i)[1]
+            if o.key == "distance":
+                d = [view.gap(i, r) for r in refs if r != i]
+                return min(d) if d else math.inf
+            return float(view.a(i, o.key, 0.0) or 0.0)
+
+        pool = [i for i in run.ids if not (o.key == "distance" and (i in refs or key(i) == math.inf))]
+        ranked = sorted(pool, key=lambda i: (-key(i) if o.descending else key(i), i))
+        keep = ranked[o.rank - 1 : o.rank - 1 + max(1, o.count)]
+        run.keep(keep)
+        ref = f" {ids_text(refs)}" if o.key == "distance" else ""
+        trace.add(f"{label}{o.word or o.key}{ref} of {len(pool)}: kept {ids_text(run.ids)}", run.ids)
+
+
+def _as_all(spec: ObjectSpec | None) -> ObjectSpec:
+    """References count as every region they describe ("on the book": any book), unless ordered."""
+    if spec is None:
+        return ObjectSpec()
+    if spec.order is not None or spec.quantity == "all":
+        return spec
+    return ObjectSpec(spec.filters, spec.order, "all")

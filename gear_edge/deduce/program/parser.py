@@ -1,0 +1,940 @@
+"""Deterministic query parser: English referring expressions → a typed :class:`Program`.
+
+A small hand-written grammar over words (no model)::
+
+    query   := preamble* np (("and" | ",") np)*
+    np      := (det | quantifier | count)* premod* head? postmod*
+    premod  := colour | size | shape | brightness | texture | position | superlative | ordinal | "non"/"not"
+    head    := generic ("object", "thing", "one", ...) | object words (anything the lexicon does not know)
+    postmod := relation np | position phrase | text phrase ("that says X", "labelled X", a quoted string)
+             | "that"/"which" ["is"|"are"] ["not"] (premod | relation np | ...) | "with" ... | "except" np
+             | "from the left" (ordinal direction) | purpose ("to cut with", "for cutting")
+
+Lexicon entries are matched longest first ("on the left of" is a relation, "on the left" a
+position). What the grammar cannot place becomes an :class:`Unresolved` for the LLM: a purpose
+clause ("something to cut the tape with") or leftover words; the parser still emits a program that
+runs without the LLM (the phrase itself is matched semantically).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from gear_edge.deduce.program.ast import (
+    AttrFilter, Exclude, Filter, NounFilter, ObjectSpec, Order, Program, RelationFilter, TextFilter, Unresolved,
+)
+
+MAX_HEAD_WORDS = 4  # longer runs of unknown words go to the LLM as a phrase
+MAX_LEFTOVER_WORDS = 12  # words of such a phrase kept (for the LLM and the semantic matcher)
+MAX_COUNT = 20  # "two cups" .. "20 cups"; bigger numbers are words, not counts
+MAX_DEPTH = 4  # nesting of reference phrases ("the cup on the book on the table ...")
+MAX_TOKENS = 64  # words parsed; the rest of a very long query is left to the semantic matcher
+
+# ---- lexicon ------------------------------------------------------------------------------------
+
+COLOUR_WORDS = {
+    "red": "red", "crimson": "red", "scarlet": "red", "maroon": "red", "reddish": "red",
+    "orange": "orange", "orangish": "orange",
+    "yellow": "yellow", "golden": "yellow", "gold": "yellow", "yellowish": "yellow",
+    "green": "green", "olive": "green", "lime": "green", "greenish": "green",
+    "blue": "blue", "navy": "blue", "cyan": "blue", "turquoise": "blue", "teal": "blue", "azure": "blue", "bluish": "blue",
+    "purple": "purple", "violet": "purple", "magenta": "purple", "lilac": "purple", "lavender": "purple", "purplish": "purple",
+    "pink": "pink", "pinkish": "pink", "rose": "pink",
+    "brown": "brown", "beige": "brown", "tan": "brown", "khaki": "brown", "brownish": "brown",
+    "black": "black", "blackish": "black",
+    "white": "white", "whitish": "white", "cream": "white",
+    "grey": "grey", "silver": "grey", "greyish": "grey",
+}
+COLOUR_MODS = {"light", "dark", "pale", "bright", "deep", "vivid", "dull"}
+SIZE_WORDS = {
+    "tiny": ("tiny",), "minuscule": ("tiny",), "little": ("tiny", "small"), "small": ("tiny", "small"),
+    "smallish": ("small",), "medium": ("medium",), "mid sized": ("medium",), "medium sized": ("medium",),
+    "average sized": ("medium",), "large": ("large", "huge"), "big": ("large", "huge"), "biggish": ("large",),
+    "huge": ("huge",), "giant": ("huge",), "enormous": ("huge",), "massive": ("huge",),
+    # comparatives without "than" ("the smaller ball"): the most so among the candidates
+    "smaller": ("tiny", "small"), "littler": ("tiny", "small"), "bigger": ("large", "huge"), "larger": ("large", "huge"),
+}
+SHAPE_WORDS = {
+    "round": ("round",), "circular": ("round",), "spherical": ("round",), "ball shaped": ("round",),
+    "disc shaped": ("round",), "disk shaped": ("round",), "oval": ("round",),
+    "square": ("square",), "cubic": ("square",), "boxy": ("square", "rectangular"),
+    "rectangular": ("rectangular", "square"), "oblong": ("rectangular",), "rectangle shaped": ("rectangular", "square"),
+    "long": ("elongated",), "elongated": ("elongated",), "thin": ("elongated",), "skinny": ("elongated",),
+    "slender": ("elongated",), "narrow": ("elongated",), "stick like": ("elongated",), "stick shaped": ("elongated",),
+    "irregular": ("irregular",), "irregularly shaped": ("irregular",), "odd shaped": ("irregular",), "blobby": ("irregular",),
+    "holed": ("has holes",), "ring shaped": ("has holes",), "hollow": ("has holes",),
+}
+BRIGHT_WORDS = {"dark": ("dark",), "darker": ("dark",), "bright": ("bright",), "light coloured": ("bright",),
+                "pale": ("bright",), "shiny": ("bright",)}
+TEXTURE_WORDS = {"plain": ("plain",), "smooth": ("plain",), "uniform": ("plain",), "featureless": ("plain",),
+                 "textured": ("textured",), "patterned": ("textured",), "striped": ("textured",),
+                 "rough": ("textured",), "detailed": ("textured",), "busy": ("textured",)}
+POS_WORDS = {
+    "top left": "top-left", "upper left": "top-left", "top right": "top-right", "upper right": "top-right",
+    "bottom left": "bottom-left", "lower left": "bottom-left", "bottom right": "bottom-right", "lower right": "bottom-right",
+    "left": "left-column", "left hand": "left-column", "right": "right-column", "right hand": "right-column",
+    "top": "top-row", "upper": "top-row", "bottom": "bottom-row", "lower": "bottom-row",
+    "middle": "centre", "centre": "centre", "central": "centre", "centred": "centre",
+}
+POS_PREPS = ("on", "at", "in", "to", "towards", "toward", "near")
+POS_TAILS = (("corner",), ("side",), ("part",), ("area",), ("edge",), ("half",), ("of", "the", "image"), ("of", "the", "picture"),
+             ("of", "the", "scene"), ("of", "the", "frame"), ("of", "the", "photo"), ("of", "the", "table"))
+# superlatives: phrase -> (key, descending)
+SUPERLATIVES = {
+    "largest": ("area", True), "biggest": ("area", True), "hugest": ("area", True), "most big": ("area", True),
+    "smallest": ("area", False), "tiniest": ("area", False), "littlest": ("area", False),
+    "leftmost": ("x", False), "left most": ("x", False), "furthest left": ("x", False), "farthest left": ("x", False),
+    "most left": ("x", False), "far left": ("x", False),
+    "rightmost": ("x", True), "right most": ("x", True), "furthest right": ("x", True), "farthest right": ("x", True),
+    "most right": ("x", True), "far right": ("x", True),
+    "topmost": ("y", False), "top most": ("y", False), "uppermost": ("y", False), "highest": ("y", False),
+    "bottommost": ("y", True), "bottom most": ("y", True), "lowest": ("y", True), "lowermost": ("y", True),
+    "brightest": ("brightness", True), "lightest": ("brightness", True), "darkest": ("brightness", False),
+    "longest": ("elongation", True), "most elongated": ("elongation", True), "thinnest": ("elongation", True),
+    "roundest": ("circularity", True), "most round": ("circularity", True), "most circular": ("circularity", True),
+}
+DISTANCE_SUPERLATIVES = {"closest": False, "nearest": False, "furthest": True, "farthest": True}
+ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
+            "fifth": 5, "5th": 5, "sixth": 6, "6th": 6, "last": -1}
+ORDER_DIRECTIONS = {"left": ("x", False), "right": ("x", True), "top": ("y", False), "bottom": ("y", True)}
+NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+           "a couple of": 2, "a pair of": 2}
+GENERIC_SINGULAR = {"object", "thing", "item", "one", "something", "anything", "region", "segment", "entity",
+                    "stuff", "whatever", "piece", "element", "shape", "blob"}
+GENERIC_PLURAL = {"objects", "things", "items", "ones", "regions", "segments", "entities", "everything",
+                  "pieces", "elements", "shapes", "blobs"}
+PLURAL_ONLY = {"scissors", "glasses", "sunglasses", "pliers", "tongs", "tweezers", "headphones", "earphones", "trousers",
+               "pants", "jeans", "shorts", "binoculars", "goggles", "clippers", "shears", "chopsticks", "clothes", "news",
+               "lens", "bus", "gas", "glass", "series", "species", "chess", "dress", "press", "compass", "mattress"}
+CONTAINER_HEADS = {"pair", "piece", "bunch", "set", "couple", "kind", "type", "sort", "bit", "stack", "pile"}
+DETERMINERS = {"the", "a", "an", "this", "that", "my", "your", "our", "his", "her", "its", "their", "which", "what"}
+PLURAL_DETERMINERS = {"these", "those", "some", "several", "many"}
+QUANTIFIERS = {"all": "all", "every": "all", "each": "all", "both": "all", "any": "one", "every single": "all",
+               "all of": "all", "each of": "all", "both of": "all", "any of": "one", "one of": "one", "some of": "all"}
+PREAMBLES = [
+    "please", "find", "find me", "show", "show me", "segment", "segment out", "select", "highlight", "locate", "detect",
+    "what's", "whats", "which one is", "which one's", "which object is", "which thing is", "mark", "outline", "point to", "point at", "point out", "get", "grab", "pick", "pick up", "give me", "hand me",
+    "pass me", "bring me", "fetch", "fetch me", "take", "touch", "can you", "could you", "would you", "will you",
+    "i want", "i need", "i would like", "i'd like", "i want to find", "i'm looking for", "im looking for",
+    "i am looking for", "look for", "where is", "where are", "where's", "wheres", "is there", "are there",
+    "is there any", "are there any", "do you see", "can you see", "there is", "there are", "mask", "the mask of",
+    "mask of", "the region of", "which is", "what is", "which are", "what are", "tell me", "identify", "indicate",
+    "search for", "i need you to find", "help me find", "kindly", "now", "ok", "okay", "hey", "robot",
+]
+PURPOSE_PREAMBLES = ["what can i use", "what could i use", "what should i use", "what do i use", "which can i use",
+                     "what would i use", "what can be used", "which object can i use", "what object can i use",
+                     "which thing can i use", "what thing can i use", "give me something", "i need something",
+                     "something i can use", "anything i can use"]
+TRAILERS = ["please", "for me", "in the image", "in the picture", "in the scene", "in this image", "in the photo",
+            "here", "now", "thanks", "thank you"]
+# relation phrases -> relation name (target <relation> reference)
+RELATION_PHRASES = {
+    "on": "on", "on top of": "on", "onto": "on", "upon": "on", "atop": "on", "resting on": "on", "sitting on": "on",
+    "lying on": "on", "placed on": "on", "standing on": "on", "put on": "on", "laying on": "on", "on the top of": "on",
+    "under": "under", "underneath": "under", "beneath": "under", "below": "below", "lower than": "below",
+    "above": "above", "over": "above", "higher than": "above",
+    "in": "inside", "inside": "inside", "inside of": "inside", "within": "inside", "contained in": "inside", "into": "inside",
+    "containing": "contains", "holding": "contains", "enclosing": "contains", "surrounding": "contains",
+    "left of": "left_of", "to the left of": "left_of", "on the left of": "left_of", "on the left side of": "left_of",
+    "on the left hand side of": "left_of", "to the left side of": "left_of", "left from": "left_of",
+    "right of": "right_of", "to the right of": "right_of", "on the right of": "right_of",
+    "on the right side of": "right_of", "on the right hand side of": "right_of", "to the right side of": "right_of",
+    "right from": "right_of",
+    "next to": "near", "beside": "near", "by": "near", "near": "near", "near to": "near", "close to": "near",
+    "nearby": "near", "adjacent to": "near", "alongside": "near", "by the side of": "near", "around": "near",
+    "touching": "touching", "against": "touching", "in contact with": "touching", "leaning on": "touching",
+    "in front of": "in_front_of", "behind": "behind", "in back of": "behind", "hidden by": "behind",
+    "covered by": "behind", "blocked by": "behind", "covering": "in_front_of", "blocking": "in_front_of",
+    "bigger than": "larger_than", "larger than": "larger_than", "greater than": "larger_than",
+    "smaller than": "smaller_than", "littler than": "smaller_than", "tinier than": "smaller_than",
+    "same colour as": "same_colour_as", "the same colour as": "same_colour_as", "of the same colour as": "same_colour_as",
+    "in the same colour as": "same_colour_as", "same colour as the": "same_colour_as",
+    "between": "between", "in between": "between",
+}
+# "closest to" etc.: orders by distance to a reference
+DISTANCE_PHRASES = {"closest to": False, "nearest to": False, "nearest": False, "closest": False,
+                    "furthest from": True, "farthest from": True, "furthest away from": True, "farthest away from": True}
+COMPARATIVE_ORDER = {"larger": ("area", True), "bigger": ("area", True), "smaller": ("area", False),
+                     "littler": ("area", False), "higher": ("y", False), "lower": ("y", True)}
+COMPARATIVE_WORDS = {"bigger": "larger_than", "larger": "larger_than", "smaller": "smaller_than"}
+TEXT_INTROS = ["that says", "which says", "saying", "says", "that reads", "which reads", "reading", "reads",
+               "labelled", "labelled with", "marked", "marked with", "with the text", "with the word", "with the words",
+               "with the label", "with text", "with label", "with the writing", "with writing", "that has the word",
+               "that has the text", "with the sign", "printed with", "written", "inscribed", "titled", "named",
+               "that say", "which say", "with the letters", "spelling"]
+RELPRONS = {"that", "which", "who", "whose"}
+COPULAS = {"is", "are", "was", "were", "be", "being", "'s", "looks", "look", "seems", "appears", "sits", "lies", "stands"}
+NEGATIONS = {"not", "isn't", "aren't", "isnt", "arent", "never", "no"}
+EXCEPT_PHRASES = ["except", "except for", "but not", "other than", "apart from", "excluding", "besides", "aside from",
+                  "not including", "save for", "without the"]
+PURPOSE_STARTS = ["to", "for", "used to", "used for", "that can", "which can", "that i can", "i can", "you can",
+                  "we can", "one can", "that could", "that we can", "that you can", "meant for", "good for", "useful for",
+                  "suitable for", "designed for", "made for", "i could", "in order to", "so i can", "so that i can"]
+PREPOSITIONS = {"with", "on", "in", "into", "from", "at", "for", "by", "onto", "off", "up", "out", "of", "to", "inside",
+                "through", "over", "under"}
+FUNCTION_WORDS = DETERMINERS | PLURAL_DETERMINERS | PREPOSITIONS | {"it", "them", "me", "i", "you", "we", "some", "and",
+                                                                   "or", "a", "an", "is", "are", "can", "could"}
+SKIP_WORDS = {"coloured", "colour", "sized", "size", "shaped", "looking", "tone", "toned", "hued", "one's"}
+WITH_HOLES = [("with", "holes"), ("with", "a", "hole"), ("with", "hole"), ("with", "a", "hole", "in", "it"),
+              ("with", "holes", "in", "it")]
+
+_QUOTES = re.compile(r"\"([^\"]{1,200})\"|“([^”]{1,200})”|‘([^’]{1,200})’|(?<![\w'])'([^']{1,200})'(?![\w])|«([^»]{1,200})»")
+
+
+def _phrases(items) -> dict[tuple[str, ...], object]:
+    if isinstance(items, dict):
+        return {tuple(k.split()): v for k, v in items.items()}
+    return {tuple(k.split()): True for k in items}
+
+
+_COLOURS = _phrases(COLOUR_WORDS)
+_SIZES = _phrases(SIZE_WORDS)
+_SHAPES = _phrases(SHAPE_WORDS)
+_BRIGHT = _phrases(BRIGHT_WORDS)
+_TEXTURES = _phrases(TEXTURE_WORDS)
+_POS = _phrases(POS_WORDS)
+_SUPS = _phrases(SUPERLATIVES)
+_RELS = _phrases(RELATION_PHRASES)
+_DIST = _phrases(DISTANCE_PHRASES)
+_PREAMBLES = _phrases(PREAMBLES)
+_PURPOSE_PRE = _phrases(PURPOSE_PREAMBLES)
+_TRAILERS = _phrases(TRAILERS)
+_TEXT_INTROS = _phrases(TEXT_INTROS)
+_EXCEPT = _phrases(EXCEPT_PHRASES)
+_PURPOSE = _phrases(PURPOSE_STARTS)
+_QUANTS = _phrases(QUANTIFIERS)
+_NUMBERS = _phrases(NUMBERS)
+
+# words that never start object words (tables are checked separately, in context)
+CLOSED_WORDS = (
+    DETERMINERS | PLURAL_DETERMINERS | RELPRONS | COPULAS | NEGATIONS | GENERIC_SINGULAR | GENERIC_PLURAL
+    | set(ORDINALS) | PREPOSITIONS | {"and", "or", "non", "except", "but", "than", "without", "all", "every", "each",
+                                     "both", "any", "it", "them", "else", "also", "then"}
+)
+_PRE_TABLES = (_COLOURS, _SIZES, _SHAPES, _BRIGHT, _TEXTURES, _POS, _SUPS)
+
+
+@dataclass
+class Tok:
+    w: str  # normalised lower-case word, "," or a quoted-text placeholder "\0q<k>\0"
+    orig: str  # as written
+
+
+def _norm(word: str) -> str:
+    word = {"center": "centre", "centered": "centred", "gray": "grey", "color": "colour", "colored": "coloured",
+            "colors": "colours", "labeled": "labelled", "greyish": "greyish", "grayish": "greyish",
+            "centre's": "centre"}.get(word, word)
+    return word.replace("’", "'")
+
+
+_CAPS_RUN = re.compile(r"(?<![\w'])[A-Z][A-Z0-9]+(?:[ \t]+[A-Z][A-Z0-9]+)*(?![\w'])")
+
+
+def tokenize(query: str) -> tuple[list[Tok], list[str], set[int]]:
+    """Tokens of ``query``, the quoted strings in it (each replaced by a placeholder token) and the
+    indices of the *soft* ones: runs of capitals ("the FRAGILE box", "the HANDLE WITH CARE box") are
+    probably text printed on the object, unless the whole query is in capitals."""
+    quotes: list[str] = []
+    soft: set[int] = set()
+
+    def keep(m: re.Match) -> str:
+        text = next(g for g in m.groups() if g is not None).strip() if m.groups() else m.group(0)
+        quotes.append(text)
+        return f" \x00q{len(quotes) - 1}\x00 "
+
+    def keep_soft(m: re.Match) -> str:
+        soft.add(len(quotes))
+        quotes.append(m.group(0).strip())
+        return f" \x00q{len(quotes) - 1}\x00 "
+
+    text = _QUOTES.sub(keep, str(query).replace("\x00", " "))
+    if re.search(r"[a-z]", text):  # a query written all in capitals has no such hint
+        text = _CAPS_RUN.sub(keep_soft, text)
+    text = re.sub(r"[-_/]+", " ", text)
+    toks: list[Tok] = []
+    for m in re.finditer(r"\x00q\d+\x00|[^\W_]+(?:['’][^\W_]+)?|[,;]", text):
+        orig = m.group(0)
+        toks.append(Tok(orig if orig.startswith("\x00") else _norm(orig.lower()), orig))
+    return toks, quotes, soft
+
+
+def _count(word: str) -> bool:
+    """A small count written in digits ("2 cups"); long digit strings are words."""
+    return word.isascii() and word.isdigit() and len(word) <= 2 and 1 <= int(word) <= MAX_COUNT
+
+
+def _quote_index(tok: Tok) -> int | None:
+    return int(tok.w[2:-1]) if tok.w.startswith("\x00q") else None
+
+
+@dataclass
+class _Spec:
+    """An ObjectSpec under construction."""
+
+    filters: list[Filter] = field(default_factory=list)
+    order: Order | None = None
+    quantity: str | None = None
+    plural: bool = False
+    count: int | None = None
+    head: list[str] = field(default_factory=list)
+    generic: bool = False
+    rank: int | None = None  # an ordinal waiting for its direction ("second ... from the left")
+    rank_word: str = ""
+
+    def build(self) -> ObjectSpec:
+        quantity = self.quantity or ("all" if self.plural or (self.count or 1) > 1 else "one")
+        order = self.order
+        if self.rank is not None and order is None:  # "the second cup": left to right by default
+            order = Order("x", self.rank < 0, abs(self.rank), 1, f"{self.rank_word} from the left")
+        if order is not None and self.count and self.count > 1 and order.count == 1:
+            order = replace(order, count=self.count)  # "the two largest"
+        return ObjectSpec(tuple(self.filters), order, "all" if quantity == "all" else "one")
+
+
+class Parser:
+    """``parse(query) -> Program`` (pure, deterministic; raises nothing on odd text)."""
+
+    def parse(self, query: str) -> Program:
+        self.toks, self.quotes, self.soft = tokenize(str(query))
+        self.notes: list[str] = []
+        if len(self.toks) > MAX_TOKENS:
+            self.notes.append(f"query has {len(self.toks)} words: parsed the first {MAX_TOKENS}")
+            self.toks = self.toks[:MAX_TOKENS]
+        self.i = 0
+        self.unresolved: list[Unresolved] = []
+        self._strip_trailers()
+        purpose_pre = self._preamble()
+        targets: list[ObjectSpec] = []
+        while self.i < len(self.toks):
+            start = self.i
+            spec = self._np(depth=0, purpose_start=purpose_pre and not targets)
+            if spec is not None:
+                targets.append(spec)
+            if self.i < len(self.toks) and self.toks[self.i].w in (",", ";", "and", "or"):
+                self.i += 1
+                while self.i < len(self.toks) and self.toks[self.i].w in ("and", "or", ",", ";", "also", "then"):
+                    self.i += 1
+                self._preamble()
+                continue
+            if self.i == start:  # nothing consumed: hand the rest over as an unresolved phrase
+                rest = self._rest()
+                if rest:
+                    s = _Spec()
+                    self._leftover(rest, s)
+                    targets.append(s.build())
+                break
+        if not targets:
+            targets.append(ObjectSpec())
+        return Program(str(query), tuple(targets), tuple(self.unresolved), tuple(self.notes))
+
+    # ---- cursor helpers ---------------------------------------------------------------------
+
+    def _peek(self, k: int = 0) -> str:
+        j = self.i + k
+        return self.toks[j].w if j < len(self.toks) else ""
+
+    def _match(self, table: dict, at: int | None = None) -> tuple[int, object] | None:
+        """Longest phrase of ``table`` starting at ``at`` (default: the cursor): (length, value)."""
+        at = self.i if at is None else at
+        best = None
+        for n in range(min(6, len(self.toks) - at), 0, -1):
+            key = tuple(t.w for t in self.toks[at : at + n])
+            if key in table:
+                best = (n, table[key])
+                break
+        return best
+
+    def _rest(self) -> str:
+        words = [self.quotes[q] if (q := _quote_index(t)) is not None else t.w for t in self.toks[self.i :]]
+        self.i = len(self.toks)
+        return " ".join(w for w in words if w not in (",", ";"))
+
+    def _strip_trailers(self) -> None:
+        changed = True
+        while changed and self.toks:
+            changed = False
+            while self.toks and self.toks[-1].w in (",", ";"):
+                self.toks.pop()
+            for n in range(min(4, len(self.toks)), 0, -1):
+                if tuple(t.w for t in self.toks[-n:]) in _TRAILERS and len(self.toks) > n:
+                    del self.toks[-n:]
+                    changed = True
+                    break
+
+    def _preamble(self) -> bool:
+        """Skips request words ("show me", "where is"); True when one asked for a tool ("what can I use")."""
+        purpose = False
+        while self.i < len(self.toks):
+            m = self._match(_PURPOSE_PRE)
+            if m:
+                self.i += m[0]
+                purpose = True
+                continue
+            m = self._match(_PREAMBLES)
+            if m and not (m[0] == 1 and self._peek() in ("mark", "touch", "pick", "take") and self._peek(1) not in DETERMINERS):
+                # "mark"/"pick"... only as verbs when an object phrase follows
+                self.i += m[0]
+                continue
+            if self._peek() in (",", ";"):
+                self.i += 1
+                continue
+            break
+        return purpose
+
+    # ---- noun phrases -----------------------------------------------------------------------
+
+    def _np(self, depth: int, purpose_start: bool = False) -> ObjectSpec | None:
+        s = _Spec()
+        start = self.i
+        if purpose_start and self._peek() in ("to", "for", "in"):
+            s.generic = True
+            self._purpose(s)
+            return s.build()
+        self._premods(s)
+        self._head(s)
+        if depth <= MAX_DEPTH:
+            self._postmods(s, depth)
+        if self.i == start:
+            return None
+        if not s.filters and s.order is None and not s.generic and not s.head and s.rank is None:
+            # only determiners / punctuation were read
+            return s.build() if s.quantity or s.plural else None
+        return s.build()
+
+    def _premods(self, s: _Spec) -> None:
+        negate = False
+        last_colour: AttrFilter | None = None
+        joiner = ""
+        while self.i < len(self.toks):
+            w = self._peek()
+            q = _quote_index(self.toks[self.i])
+            if q is not None:  # the "EXIT" sign
+                s.filters.append(TextFilter(self.quotes[q], negate, q not in self.soft))
+                negate = False
+                self.i += 1
+                continue
+            if w in DETERMINERS:
+                self.i += 1
+                continue
+            if w in PLURAL_DETERMINERS:
+                s.plural = True
+                self.i += 1
+                continue
+            m = self._match(_QUANTS)
+            if m:
+                s.quantity = m[1]  # type: ignore[assignment]
+                self.i += m[0]
+                continue
+            m = self._match(_NUMBERS)
+            if m and not (w == "one" and self._head_position(self.i + 1)):
+                s.count = int(m[1])  # type: ignore[arg-type]
+                self.i += m[0]
+                if self._peek() == "of":
+                    self.i += 1
+                continue
+            if _count(w) and self._peek(1) not in ("", ",", "and"):
+                s.count = int(w)
+                self.i += 1
+                continue
+            if w in ("non", "not", "no") and self._peek(1) and self._is_premod(self.i + 1):
+                negate = True
+                self.i += 1
+                continue
+            if w in ("and", "or", ",") and (last_colour is not None or s.filters) and self._is_premod(self.i + 1):
+                joiner = w
+                self.i += 1
+                continue
+            if w in COLOUR_MODS and self._match(_COLOURS, self.i + 1):
+                self.i += 1  # "light blue" is blue
+                continue
+            m = self._match(_COLOURS)
+            if m:
+                colour = str(m[1])
+                self.i += m[0]
+                if w == "orange" and self._head_position(self.i) and not s.head:
+                    s.head.append("orange")  # "the orange": the fruit (its colour is orange too)
+                    s.filters.append(NounFilter("orange", head="orange"))
+                if joiner == "or" and last_colour is not None and not negate:
+                    idx = s.filters.index(last_colour)
+                    last_colour = AttrFilter("colour", last_colour.values + (colour,), last_colour.negated)
+                    s.filters[idx] = last_colour
+                else:
+                    last_colour = AttrFilter("colour", (colour,), negate)
+                    s.filters.append(last_colour)
+                negate, joiner = False, ""
+                if self._peek() in ("coloured", "colour", "toned", "hued"):
+                    self.i += 1
+                continue
+            m = self._match(_SUPS)
+            if m:
+                key, desc = m[1]  # type: ignore[misc]
+                word = " ".join(t.w for t in self.toks[self.i : self.i + m[0]])
+                self.i += m[0]
+                rank = s.rank or 1
+                s.order = Order(key, desc if rank > 0 else not desc, abs(rank), 1,
+                                f"{s.rank_word + ' ' if s.rank_word else ''}{word}")
+                s.rank = None
+                self._skip_of_the()  # "the largest of the (three) cups"
+                continue
+            if w in COMPARATIVE_ORDER and self._peek(1) == "of":  # "the larger of the two balls"
+                key, desc = COMPARATIVE_ORDER[w]
+                s.order = Order(key, desc, 1, 1, w)
+                self.i += 1
+                self._skip_of_the()
+                continue
+            if w in ORDINALS:
+                s.rank, s.rank_word = ORDINALS[w], w
+                self.i += 1
+                continue
+            for kind, table in (("size", _SIZES), ("shape", _SHAPES), ("brightness", _BRIGHT), ("texture", _TEXTURES)):
+                m = self._match(table)
+                if m and not (kind == "brightness" and w in ("light",)):
+                    s.filters.append(AttrFilter(kind, tuple(m[1]), negate))  # type: ignore[arg-type]
+                    self.i += m[0]
+                    negate = False
+                    if self._peek() in SKIP_WORDS:
+                        self.i += 1
+                    break
+            else:
+                m = self._match(_POS)
+                if m and self._peek(m[0]) not in ("of",):
+                    s.filters.append(AttrFilter("position", (str(m[1]),), negate))
+                    self.i += m[0]
+                    negate = False
+                    if self._peek() in ("side", "hand", "most"):
+                        self.i += 1
+                    continue
+                if w in SKIP_WORDS and s.filters:
+                    self.i += 1
+                    continue
+                return
+            continue
+
+    def _skip_of_the(self) -> None:
+        """After a superlative: skips "of the", "of all the", "of these two" (the set it ranks)."""
+        if self._peek() != "of":
+            return
+        j = self.i + 1
+        while j < len(self.toks) and (self.toks[j].w in DETERMINERS | PLURAL_DETERMINERS | {"all"}
+                                      or self.toks[j].w in NUMBERS or self.toks[j].w.isdigit()):
+            j += 1
+        self.i = j
+
+    def _is_premod(self, at: int) -> bool:
+        for table in (_COLOURS, _SIZES, _SHAPES, _BRIGHT, _TEXTURES, _POS, _SUPS):
+            if self._match(table, at):
+                return True
+        return at < len(self.toks) and self.toks[at].w in COLOUR_MODS | set(ORDINALS)
+
+    def _head_position(self, at: int) -> bool:
+        """Nothing noun-like follows at ``at`` (end, punctuation, or a post-modifier starts)."""
+        if at >= len(self.toks):
+            return True
+        w = self.toks[at].w
+        if w in (",", ";", "and", "or") or w in RELPRONS or w in COPULAS:
+            return True
+        return bool(self._post_start(at))
+
+    def _post_start(self, at: int) -> bool:
+        if at >= len(self.toks):
+            return False
+        w = self.toks[at].w
+        if w in RELPRONS or w in ("with", "without", "from", "except", "but", "to", "for", "not") or w in NEGATIONS:
+            return True
+        if _quote_index(self.toks[at]) is not None:
+            return True
+        for table in (_RELS, _TEXT_INTROS, _EXCEPT, _PURPOSE, _DIST):
+            if self._match(table, at):
+                return True
+        if w in POS_PREPS and self._position_phrase(at) is not None:
+            return True
+        return w in COMPARATIVE_WORDS and at + 1 < len(self.toks) and self.toks[at + 1].w == "than"
+
+    def _head(self, s: _Spec) -> None:
+        if self.i >= len(self.toks):
+            return
+        w = self._peek()
+        if w in GENERIC_SINGULAR or w in GENERIC_PLURAL:
+            s.generic = True
+            if w in GENERIC_PLURAL:
+                s.plural = True
+                if w == "everything":
+                    s.quantity = "all"
+            self.i += 1
+            if self._peek() == "else":
+                self.i += 1
+            return
+        words: list[str] = []
+        origs: list[str] = []
+        while self.i < len(self.toks):
+            t = self.toks[self.i]
+            if t.w in (",", ";") or _quote_index(t) is not None:
+                break
+            if t.w == "of" and words and self.i + 1 < len(self.toks) and not self._post_start(self.i) \
+                    and self._unknown(self.i + 1, allow_det=True):
+                words.append("of")
+                origs.append("of")
+                self.i += 1
+                if self._peek() in DETERMINERS:
+                    self.i += 1
+                continue
+            if not self._unknown(self.i):
+                break
+            words.append(t.w)
+            origs.append(t.orig)
+            self.i += 1
+            if len(words) >= 2 * MAX_HEAD_WORDS:
+                break
+        if not words:
+            return
+        head = self._head_word(words)
+        if head in PLURAL_ONLY or words[:2] == ["pair", "of"]:
+            pass
+        elif head.endswith("s") and len(head) > 3 and not head.endswith(("ss", "us", "is", "ous")):
+            s.plural = True
+        s.head = words
+        if len(words) > MAX_HEAD_WORDS:
+            self._leftover(" ".join(words), s, head)
+        else:
+            s.filters.append(NounFilter(" ".join(words), head=head))
+
+    def _head_word(self, words: list[str]) -> str:
+        if "of" in words:
+            k = words.index("of")
+            if k > 0 and words[k - 1] not in CONTAINER_HEADS:
+                return words[k - 1]
+            return words[-1]
+        return words[-1]
+
+    def _unknown(self, at: int, allow_det: bool = False) -> bool:
+        """The word at ``at`` is an object word: no lexicon entry starts there and it is no function word."""
+        if at >= len(self.toks):
+            return False
+        w = self.toks[at].w
+        if allow_det and w in DETERMINERS:
+            return self._unknown(at + 1)
+        if w in (",", ";") or _quote_index(self.toks[at]) is not None or w in CLOSED_WORDS or w in SKIP_WORDS:
+            return False
+        if _count(w):
+            return False
+        if any(self._match(t, at) for t in _PRE_TABLES) or self._post_start(at):
+            return False
+        return not self._match(_QUANTS, at)
+
+    # ---- post-modifiers ---------------------------------------------------------------------
+
+    def _position_phrase(self, at: int) -> tuple[int, str] | None:
+        """'on the left', 'at the top right corner', 'in the middle of the image' -> (length, position)."""
+        j = at
+        if j >= len(self.toks) or self.toks[j].w not in POS_PREPS:
+            return None
+        j += 1
+        if j < len(self.toks) and self.toks[j].w == "the":
+            j += 1
+        if j < len(self.toks) and self.toks[j].w in ("far", "very", "extreme"):
+            j += 1
+        m = self._match(_POS, j)
+        if not m:
+            return None
+        j += m[0]
+        if j < len(self.toks) and self.toks[j].w in ("hand", "most"):
+            j += 1
+        for tail in POS_TAILS:
+            if tuple(t.w for t in self.toks[j : j + len(tail)]) == tail:
+                j += len(tail)
+                break
+        if j < len(self.toks) and self.toks[j].w == "of" and tuple(t.w for t in self.toks[j: j + 3])[:3] not in POS_TAILS:
+            return None  # "on the left of the box" is a relation
+        return j - at, str(m[1])
+
+    def _postmods(self, s: _Spec, depth: int) -> None:
+        negate = False
+        clause = False  # inside "that is ..." : adjectives are allowed
+        while self.i < len(self.toks):
+            w = self._peek()
+            start = self.i
+            if depth > 0 and not clause and self._belongs_outside(s):
+                return
+            if w in (",", ";"):
+                if self._post_start(self.i + 1) or self._peek(1) in RELPRONS:
+                    self.i += 1
+                    continue
+                return
+            if w in ("and", "or"):
+                nxt = self.i + 1
+                if clause and (self._is_premod(nxt) or self._post_start(nxt) or self._peek(1) in NEGATIONS | COPULAS | RELPRONS):
+                    self.i += 1
+                    continue
+                return
+            if w in RELPRONS:
+                self.i += 1
+                clause = True
+                if self._peek() in ("has", "have"):
+                    self.i += 1
+                    self._with(s, negate, depth)
+                    negate = False
+                continue
+            if w in COPULAS and (clause or self._is_premod(self.i + 1) or self._post_start(self.i + 1)
+                                 or self._peek(1) in NEGATIONS):
+                self.i += 1
+                clause = True
+                continue
+            if w in NEGATIONS or w == "without":
+                if w == "without":
+                    self.i += 1
+                    self._with(s, True, depth)
+                    continue
+                negate = not negate
+                self.i += 1
+                continue
+            q = _quote_index(self.toks[self.i])
+            if q is not None:
+                s.filters.append(TextFilter(self.quotes[q], negate, q not in self.soft))
+                negate = False
+                self.i += 1
+                continue
+            m = self._match(_EXCEPT)
+            if m:
+                self.i += m[0]
+                ref = self._np(depth + 1)
+                if ref is not None:
+                    s.filters.append(Exclude(ref))
+                continue
+            m = self._match(_TEXT_INTROS)
+            if m:
+                self.i += m[0]
+                text = self._text_arg()
+                if text:
+                    s.filters.append(TextFilter(text, negate))
+                negate = False
+                continue
+            if tuple(t.w for t in self.toks[self.i : self.i + 5]) in {h for h in WITH_HOLES} or \
+                    tuple(t.w for t in self.toks[self.i : self.i + 3]) in {h for h in WITH_HOLES if len(h) <= 3}:
+                n = max(len(h) for h in WITH_HOLES if tuple(t.w for t in self.toks[self.i : self.i + len(h)]) == h)
+                s.filters.append(AttrFilter("shape", ("has holes",), negate))
+                self.i += n
+                negate = False
+                continue
+            if w == "from" and s.rank is not None and self._peek(1) == "the" and self._peek(2) in ORDER_DIRECTIONS:
+                key, desc = ORDER_DIRECTIONS[self._peek(2)]
+                s.order = Order(key, desc if s.rank > 0 else not desc, abs(s.rank), 1,
+                                f"{s.rank_word} from the {self._peek(2)}")
+                s.rank = None
+                self.i += 3
+                continue
+            pos = self._position_phrase(self.i)
+            if pos is not None:
+                n, value = pos
+                far = any(t.w in ("far", "extreme") for t in self.toks[self.i : self.i + n])
+                if far and value in ("left-column", "right-column", "top-row", "bottom-row"):
+                    key, desc = ORDER_DIRECTIONS[value.split("-")[0]]
+                    s.order = Order(key, desc, 1, 1, f"far {value.split('-')[0]}")
+                else:
+                    s.filters.append(AttrFilter("position", (value,), negate))
+                self.i += n
+                negate = False
+                continue
+            m = self._match(_DIST)
+            if m:
+                self.i += m[0]
+                ref = self._np(depth + 1)
+                if ref is not None:
+                    word = "furthest from" if m[1] else "closest to"
+                    s.order = Order("distance", bool(m[1]), 1, 1, word, ref)
+                continue
+            if w in COMPARATIVE_WORDS and self._peek(1) == "than":
+                self.i += 2
+                ref = self._np(depth + 1)
+                if ref is not None:
+                    s.filters.append(RelationFilter(COMPARATIVE_WORDS[w], ref, None, negate))
+                negate = False
+                continue
+            if w in ("on", "in", "inside") and self._peek(1) in ("it", "them"):
+                return  # "with a cup on it": the caller's
+            m = self._match(_RELS)
+            if m and not (m[1] == "inside" and self._peek(m[0]) in ("order",)):
+                rel = str(m[1])
+                self.i += m[0]
+                if rel == "between" or (rel == "inside" and w == "in" and self._peek() == "between"):
+                    if self._peek() == "between":
+                        self.i += 1
+                    r1 = self._np(depth + 1)
+                    if self._peek() == "and":
+                        self.i += 1
+                    r2 = self._np(depth + 1)
+                    if r1 is not None and r2 is not None:
+                        s.filters.append(RelationFilter("between", r1, r2, negate))
+                    negate = False
+                    continue
+                ref = self._np(depth + 1)
+                if ref is not None:
+                    s.filters.append(RelationFilter(rel, ref, None, negate))
+                negate = False
+                continue
+            if w == "with" or w in ("has", "have"):
+                self.i += 1
+                self._with(s, negate, depth)
+                negate = False
+                continue
+            m = self._match(_PURPOSE)
+            if m and (w != "to" or self._unknown(self.i + 1) or self._peek(1) in ("eat", "drink", "cut", "open", "sit")):
+                self._purpose(s)
+                continue
+            if clause:
+                before = len(s.filters)
+                self._premods(s)
+                if len(s.filters) != before or self.i != start:
+                    if negate:
+                        for k in range(before, len(s.filters)):
+                            f = s.filters[k]
+                            if isinstance(f, (AttrFilter, TextFilter, NounFilter)):
+                                s.filters[k] = replace(f, negated=not f.negated)
+                    negate = False
+                    continue
+            if s.generic and not s.head and self._unknown(self.i):
+                # "something sharp", "anything edible": describe the object in words the grammar lacks
+                words = []
+                while self._unknown(self.i):
+                    words.append(self._peek())
+                    self.i += 1
+                phrase = f"{self.toks[start - 1].w if start else 'something'} {' '.join(words)}".strip()
+                s.head = words
+                self._leftover(phrase, s, words[-1])
+                continue
+            if self.i == start:
+                rest = self._rest()
+                if rest:
+                    self.notes.append(f"words the grammar does not cover: '{rest}'")
+                    words = s.head or ([self.toks[start - 1].w] if start and s.generic else [])
+                    self._leftover(" ".join([*words, rest]), s, s.head[-1] if s.head else None)
+                return
+
+    def _belongs_outside(self, s: _Spec) -> bool:
+        """In a reference phrase: whether the words at the cursor modify the outer phrase instead —
+        relation / ordering / exception phrases ("the thing on the table left of the book"), and
+        relative clauses whose verb disagrees in number ("the things on the table that are red")."""
+        if self._outer_postmod(self.i):
+            return True
+        if self._peek() in RELPRONS and self._peek(1) in ("is", "are", "was", "were"):
+            plural_verb = self._peek(1) in ("are", "were")
+            plural_ref = s.plural or (s.count or 1) > 1 or s.quantity == "all"
+            return plural_verb != plural_ref
+        return False
+
+    def _outer_postmod(self, at: int) -> bool:
+        """A relation / ordering / exception phrase: attaches to the outermost noun phrase."""
+        w = self.toks[at].w
+        if w in COMPARATIVE_WORDS and at + 1 < len(self.toks) and self.toks[at + 1].w == "than":
+            return True
+        return any(self._match(t, at) for t in (_RELS, _DIST, _EXCEPT))
+
+    def _text_arg(self) -> str:
+        """A quoted string, or the words up to the next post-modifier (all of them at the end)."""
+        if self.i < len(self.toks):
+            q = _quote_index(self.toks[self.i])
+            if q is not None:
+                self.i += 1
+                if self._peek() in ("on", "in") and self._peek(1) in ("it", "them"):
+                    self.i += 2
+                return self.quotes[q]
+        if self._peek() in ("the", "a"):
+            if self._peek(1) in ("word", "words", "text", "letters", "label"):
+                self.i += 2
+            elif _quote_index(self.toks[self.i + 1]) if self.i + 1 < len(self.toks) else False:
+                self.i += 1
+                return self._text_arg()
+        words = []
+        while self.i < len(self.toks):
+            t = self.toks[self.i]
+            if t.w in (",", ";") or (words and (self._post_start(self.i) or t.w in RELPRONS)):
+                break
+            if t.w in ("on", "in") and self._peek(1) in ("it", "them"):
+                self.i += 2
+                break
+            words.append(t.orig)
+            self.i += 1
+        return " ".join(words)
+
+    def _with(self, s: _Spec, negate: bool, depth: int) -> None:
+        """'with holes', 'with the text X', 'with a cup on it', 'with a cup' (after 'with' / 'has')."""
+        w = self._peek()
+        if w in ("holes", "hole") or (w == "a" and self._peek(1) == "hole"):
+            self.i += 1 if w != "a" else 2
+            if self._peek() in ("in",) and self._peek(1) in ("it", "them"):
+                self.i += 2
+            s.filters.append(AttrFilter("shape", ("has holes",), negate))
+            return
+        q = _quote_index(self.toks[self.i]) if self.i < len(self.toks) else None
+        if q is not None:
+            self.i += 1
+            if self._peek() in ("written", "printed") or (self._peek() in ("on",) and self._peek(1) in ("it", "them")):
+                while self._peek() in ("written", "printed", "on", "it", "them"):
+                    self.i += 1
+            s.filters.append(TextFilter(self.quotes[q], negate))
+            return
+        m = self._match(_TEXT_INTROS, self.i - 1) if self.i > 0 else None
+        if m and self.toks[self.i - 1].w == "with":
+            self.i += m[0] - 1
+            text = self._text_arg()
+            if text:
+                s.filters.append(TextFilter(text, negate))
+            return
+        ref = self._np(depth + 1)  # "the tray with a cup (on it)": a reference
+        if ref is None:
+            return
+        rel = "carries"
+        if self._peek() in ("on", "in", "inside") and self._peek(1) in ("it", "them", "top"):
+            rel = "carries" if self._peek() == "on" else "contains"
+            self.i += 2
+            if self._peek() == "of":
+                self.i += 1
+        s.filters.append(RelationFilter(rel, ref, None, negate))
+
+    def _purpose(self, s: _Spec) -> None:
+        """'to cut the tape with', 'for cutting', 'that can hold water' → a purpose NounFilter."""
+        m = self._match(_PURPOSE)
+        intro = " ".join(t.w for t in self.toks[self.i : self.i + (m[0] if m else 0)])
+        if m:
+            self.i += m[0]
+        words = [t.w if _quote_index(t) is None else self.quotes[_quote_index(t)] for t in self.toks[self.i :]]
+        self.i = len(self.toks)
+        if not words:
+            return
+        verb = words[0]
+        tail = words[1:]
+        prep = tail[-1] if tail and tail[-1] in PREPOSITIONS else ""
+        body = tail[:-1] if prep else tail
+        acted_on = tuple(w for w in body if w not in FUNCTION_WORDS | CLOSED_WORDS and w not in COLOUR_WORDS and len(w) > 2)
+        if intro.endswith("for") and not verb.endswith("ing"):
+            # "a container for water": what it is for, not what it acts on
+            acted_on = ()
+            core = " ".join(words)
+            phrase = f"{' '.join(s.head) or 'something'} for {core}"
+        else:
+            core = f"{verb} {prep}".strip()
+            link = "for" if intro.endswith("for") else "to"
+            phrase = f"{' '.join(s.head) or 'something'} {link} {core}"
+        said = " ".join(f"{' '.join(s.head) or 'something'} {intro} {' '.join(words)}".split()[:MAX_LEFTOVER_WORDS])
+        s.filters = [f for f in s.filters if not isinstance(f, NounFilter)]
+        # matched as said and without what it acts on ("something to cut with"); that thing is not the answer
+        alts = (phrase,) if phrase != said else ()
+        s.filters.append(NounFilter(said, head=None, alternatives=alts, purpose=True))
+        for a in acted_on:
+            s.filters.append(NounFilter(a, head=a, negated=True))
+        self.unresolved.append(Unresolved(said, "purpose", acted_on, said))
+
+    def _leftover(self, phrase: str, s: _Spec, head: str | None = None) -> str:
+        """Records ``phrase`` (cut to a bounded length) for the LLM and adds its NounFilter to ``s``
+        (replacing the spec's object words); returns the phrase as recorded."""
+        phrase = " ".join(phrase.split()[:MAX_LEFTOVER_WORDS])
+        s.filters = [f for f in s.filters if not (isinstance(f, NounFilter) and not f.negated)]
+        s.filters.append(NounFilter(phrase, head=head))
+        if phrase and not any(u.phrase == phrase for u in self.unresolved):
+            self.unresolved.append(Unresolved(phrase, "phrase", (), phrase))
+        return phrase
+
+
+def parse(query: str) -> Program:
+    """Parses ``query`` into a Program (see :class:`Parser`)."""
+    return Parser().parse(query)
