@@ -100,3 +100,19 @@ def test_installed_metadata_matches_package_version():
     from importlib.metadata import version
 
     assert version("gear-edge") == gear_edge.__version__
+
+
+def test_cli_export_mounts_both_exporters_without_importing_torch():
+    code = (
+        "import sys\n"
+        "from gear_edge.cli import build_parser\n"
+        "p = build_parser()\n"
+        "a = p.parse_args(['export', 'captioner', '--random-init', '--out', 'x'])\n"
+        "assert a.model == 'captioner' and a.args == ['--random-init', '--out', 'x'], a\n"
+        "assert p.parse_args(['export', 'sam2', '--help-me']).args == ['--help-me']\n"
+        "assert 'torch' not in sys.modules, 'building the CLI imported torch'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    bad = subprocess.run([sys.executable, "-m", "gear_edge.cli", "export", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
