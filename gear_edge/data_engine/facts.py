@@ -1,0 +1,266 @@
+"""Exact scene facts for the template writer: attribute look-ups, relations, and descriptions.
+
+A :class:`Description` is a conjunction of :class:`Atom` s (colour, size, shape, holes, brightness,
+texture, position), each an exact predicate on a region's attributes (``gear_edge.describe.geometry``
+schema). Its wording uses plain English a reader would use ("the small red object with holes in
+the top left corner"); :meth:`SceneFacts.matching` is the set of regions it denotes.
+
+Relations come from ``scene.relations``; directional ones between regions that are not neighbours
+in the relation graph are decided by the same rule the describe stage uses (centroid order unless
+the boxes overlap by half or more on that axis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Iterable
+
+from gear_edge.types import Region, Scene
+
+COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
+# size word -> size categories it covers
+SIZE_WORDS = {"tiny": ("tiny",), "small": ("tiny", "small"), "medium-sized": ("medium",), "large": ("large", "huge"),
+              "huge": ("huge",)}
+# shape word -> shape labels it covers
+SHAPE_WORDS = {"elongated": ("elongated",), "round": ("round",), "square": ("square",),
+               "rectangular": ("rectangular", "square"), "irregular": ("irregular",)}
+BRIGHTNESS_WORDS = ("dark", "bright")
+TEXTURE_WORDS = ("plain", "textured")
+# position word -> (position_h, position_v) constraint (None: any)
+POSITION_PHRASES = {
+    "top-left": ("in the top left corner", ("left", "top")),
+    "top-right": ("in the top right corner", ("right", "top")),
+    "bottom-left": ("in the bottom left corner", ("left", "bottom")),
+    "bottom-right": ("in the bottom right corner", ("right", "bottom")),
+    "centre": ("in the centre", ("centre", "middle")),
+    "left": ("on the left", ("left", None)),
+    "right": ("on the right", ("right", None)),
+    "top": ("at the top", (None, "top")),
+    "bottom": ("at the bottom", (None, "bottom")),
+}
+KIND_ORDER = ("colour", "size", "shape", "holes", "brightness", "texture", "position")
+# kinds never combined in one description: "bright red" reads as a shade of red, not a bright object
+EXCLUSIVE = ({"brightness", "colour"},)
+DIRECTION_OVERLAP = 0.5  # as gear_edge.describe.geometry
+
+
+@dataclass(frozen=True)
+class Atom:
+    kind: str  # one of KIND_ORDER
+    word: str  # the word as written (a key of the tables above, a colour, or "holes")
+
+
+@dataclass(frozen=True)
+class Description:
+    """A conjunction of atoms; empty = any object."""
+
+    atoms: tuple[Atom, ...] = ()
+
+    def kinds(self) -> set[str]:
+        return {a.kind for a in self.atoms}
+
+    def has(self, kind: str) -> bool:
+        return any(a.kind == kind for a in self.atoms)
+
+    def words(self, plural: bool = False) -> str:
+        """The noun phrase without its article: "small red object with holes on the left"."""
+        by = {a.kind: a.word for a in self.atoms}
+        pre = [by.get(k) for k in ("size", "brightness", "texture", "colour", "shape") if by.get(k)]
+        text = " ".join([*pre, "objects" if plural else "object"])
+        if "holes" in by:
+            text += " with holes"
+        if "position" in by:
+            text += " " + POSITION_PHRASES[by["position"]][0]
+        return text
+
+    def text(self, article: str = "the", plural: bool = False) -> str:
+        return f"{article} {self.words(plural)}".strip()
+
+    def describe(self) -> str:
+        """For rationales: "colour red, size small"."""
+        return ", ".join(f"{a.kind} {a.word}" for a in self.atoms) or "any object"
+
+    def __add__(self, other: "Description") -> "Description":
+        return Description(tuple(sorted(set(self.atoms) | set(other.atoms), key=lambda a: (KIND_ORDER.index(a.kind), a.word))))
+
+
+class SceneFacts:
+    """Exact attribute and relation look-ups on one scene."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self.regions: dict[int, Region] = {r.id: r for r in scene.regions}
+        self.ids: list[int] = sorted(self.regions)
+        h, w = scene.image_size
+        self.h, self.w = max(1, int(h)), max(1, int(w))
+        self.edges: dict[str, set[tuple[int, int]]] = {}
+        for rel in scene.relations:
+            if rel.subject in self.regions and rel.object in self.regions:
+                self.edges.setdefault(rel.predicate, set()).add((rel.subject, rel.object))
+        self._match_cache: dict[Atom, frozenset[int]] = {}
+
+    # ---- attributes ----------------------------------------------------------------------------
+
+    def attr(self, i: int, key: str, default=None):
+        return self.regions[i].attributes.get(key, default)
+
+    def area(self, i: int) -> float:
+        r = self.regions[i]
+        return float(r.attributes.get("area_px", r.area))
+
+    def bbox(self, i: int) -> tuple[float, float, float, float]:
+        b = self.regions[i].attributes.get("bbox") or self.regions[i].bbox
+        return tuple(float(v) for v in b)  # type: ignore[return-value]
+
+    def centroid(self, i: int) -> tuple[float, float]:
+        c = self.attr(i, "centroid")
+        if c:
+            return float(c[0]), float(c[1])
+        x, y, w, h = self.bbox(i)
+        return x + w / 2, y + h / 2
+
+    def colour(self, i: int) -> str:
+        return str(self.attr(i, "colour", "none"))
+
+    def colour_fractions(self, i: int) -> dict[str, float]:
+        out = {}
+        for item in self.attr(i, "colours", []) or []:
+            try:
+                out[str(item[0])] = float(item[1])
+            except (TypeError, ValueError, IndexError):
+                continue
+        return out
+
+    def texts(self, i: int) -> list[str]:
+        return [t for t in self.regions[i].text if isinstance(t, str) and t.strip()]
+
+    def caption(self, i: int) -> str | None:
+        c = self.regions[i].caption
+        return c.strip() if isinstance(c, str) and c.strip() else None
+
+    def holds_atom(self, i: int, atom: Atom) -> bool:
+        k, w = atom.kind, atom.word
+        if k == "colour":
+            return self.colour(i) == w
+        if k == "size":
+            return self.attr(i, "size") in SIZE_WORDS[w]
+        if k == "shape":
+            return any(s in SHAPE_WORDS[w] for s in (self.attr(i, "shape") or []))
+        if k == "holes":
+            return "has holes" in (self.attr(i, "shape") or [])
+        if k == "brightness":
+            return self.attr(i, "brightness_word") == w
+        if k == "texture":
+            return self.attr(i, "texture_word") == w
+        if k == "position":
+            want_h, want_v = POSITION_PHRASES[w][1]
+            return (want_h is None or self.attr(i, "position_h") == want_h) and (
+                want_v is None or self.attr(i, "position_v") == want_v)
+        raise ValueError(f"unknown atom kind {k!r}")
+
+    def atom_set(self, atom: Atom) -> frozenset[int]:
+        s = self._match_cache.get(atom)
+        if s is None:
+            s = frozenset(i for i in self.ids if self.holds_atom(i, atom))
+            self._match_cache[atom] = s
+        return s
+
+    def matching(self, d: Description, pool: Iterable[int] | None = None) -> list[int]:
+        """Sorted ids of the regions (of ``pool``, default all) that satisfy every atom of ``d``."""
+        out = set(self.ids if pool is None else pool)
+        for a in d.atoms:
+            out &= self.atom_set(a)
+        return sorted(out)
+
+    def atoms_of(self, i: int, kinds: Iterable[str] = KIND_ORDER) -> list[Atom]:
+        """Every atom true of region i, in KIND_ORDER (words that cover its values)."""
+        kinds = set(kinds)
+        out: list[Atom] = []
+        if "colour" in kinds and self.colour(i) in COLOURS:
+            out.append(Atom("colour", self.colour(i)))
+        if "size" in kinds:
+            out += [Atom("size", w) for w, vals in SIZE_WORDS.items() if self.attr(i, "size") in vals]
+        if "shape" in kinds:
+            shapes = self.attr(i, "shape") or []
+            out += [Atom("shape", w) for w, vals in SHAPE_WORDS.items() if any(s in vals for s in shapes)]
+        if "holes" in kinds and "has holes" in (self.attr(i, "shape") or []):
+            out.append(Atom("holes", "holes"))
+        if "brightness" in kinds and self.attr(i, "brightness_word") in BRIGHTNESS_WORDS:
+            out.append(Atom("brightness", str(self.attr(i, "brightness_word"))))
+        if "texture" in kinds and self.attr(i, "texture_word") in TEXTURE_WORDS:
+            out.append(Atom("texture", str(self.attr(i, "texture_word"))))
+        if "position" in kinds:
+            out += [Atom("position", w) for w in POSITION_PHRASES if self.holds_atom(i, Atom("position", w))]
+        return out
+
+    def unique_descriptions(self, i: int, kinds: Iterable[str], max_atoms: int = 2,
+                            pool: Iterable[int] | None = None) -> list[Description]:
+        """The shortest descriptions (at most ``max_atoms`` atoms of different kinds among ``kinds``)
+        that denote exactly region i within ``pool`` (default: all regions); [] when none does.
+        Ordered by KIND_ORDER priority (colour first)."""
+        pool = list(self.ids if pool is None else pool)
+        atoms = self.atoms_of(i, kinds)
+        for n in range(1, max_atoms + 1):
+            found = []
+            for combo in combinations(atoms, n):
+                kinds_ = {a.kind for a in combo}
+                if len(kinds_) < n or any(pair <= kinds_ for pair in EXCLUSIVE):
+                    continue
+                d = Description(combo)
+                if self.matching(d, pool) == [i]:
+                    found.append(d)
+            if found:
+                return found
+        return []
+
+    # ---- relations -----------------------------------------------------------------------------
+
+    def edge(self, pred: str, s: int, o: int) -> bool:
+        return (s, o) in self.edges.get(pred, ())
+
+    @staticmethod
+    def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+        inter, short = min(a1, b1) - max(a0, b0), min(a1 - a0, b1 - b0)
+        return max(0.0, inter) / short if short > 0 else 0.0
+
+    def _direction(self, c: int, r: int, axis: str) -> int:
+        """-1 / +1 when c is left of / right of r (axis 'x') or above / below r ('y'); 0 neither."""
+        lo, hi = ("left_of", "right_of") if axis == "x" else ("above", "below")
+        if self.edge(lo, c, r):
+            return -1
+        if self.edge(hi, c, r):
+            return 1
+        k = 0 if axis == "x" else 1
+        bc, br = self.bbox(c), self.bbox(r)
+        if self._overlap(bc[k], bc[k] + bc[k + 2], br[k], br[k] + br[k + 2]) >= DIRECTION_OVERLAP:
+            return 0
+        return -1 if self.centroid(c)[k] < self.centroid(r)[k] else 1
+
+    def holds(self, c: int, rel: str, r: int) -> bool:
+        """Whether ``c <rel> r`` holds. ``rel``: left_of, right_of, above, below, on_top_of, inside,
+        contains, touching, larger_than, smaller_than."""
+        if c == r:
+            return False
+        if rel == "left_of":
+            return self._direction(c, r, "x") == -1
+        if rel == "right_of":
+            return self._direction(c, r, "x") == 1
+        if rel == "above":
+            return self.edge("on_top_of", c, r) or self._direction(c, r, "y") == -1
+        if rel == "below":
+            return self.edge("under", c, r) or self._direction(c, r, "y") == 1
+        if rel in ("on_top_of", "inside", "contains"):
+            return self.edge(rel, c, r)
+        if rel == "touching":
+            return any(self.edge(p, c, r) for p in ("touching", "on_top_of", "under"))
+        if rel == "larger_than":
+            return self.area(c) > self.area(r)
+        if rel == "smaller_than":
+            return self.area(c) < self.area(r)
+        raise ValueError(f"unknown relation {rel!r}")
+
+    def related(self, rel: str, refs: Iterable[int], pool: Iterable[int] | None = None) -> list[int]:
+        """Sorted ids of ``pool`` (default all) for which ``rel`` holds with at least one of ``refs``."""
+        refs = list(refs)
+        return sorted(c for c in (self.ids if pool is None else pool) if any(self.holds(c, rel, r) for r in refs))

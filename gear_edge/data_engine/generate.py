@@ -1,0 +1,457 @@
+"""Deterministic template question writer: questions whose answers are computed exactly from the
+scene's attributes and relations (:mod:`gear_edge.data_engine.facts`), one generator per taxonomy class.
+
+A generator proposes every question it can justify on the scene (a referring expression that picks
+out exactly the regions it claims; an "absent" request that nothing satisfies; a superlative with a
+clear margin over the runner-up); :meth:`TemplateWriter.write` then keeps at most ``per_class`` per
+class, preferring different target sets, chosen with the caller's seeded RNG (so a run is
+reproducible). Wording is plain English that any reader (and the deducer's parser) understands.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+import re
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Callable, Iterable
+
+from gear_edge.data_engine.base import Candidate, normalise_question
+from gear_edge.data_engine.facts import COLOURS, Atom, Description, SceneFacts
+from gear_edge.data_engine.taxonomy import (
+    ABSENT, AFFORDANCE, ATTRIBUTE, CLASSES, COMPARISON, IDENTITY, MULTI_TARGET, PART_WHOLE, SPATIAL,
+)
+from gear_edge.errors import InputError
+from gear_edge.types import Scene
+
+WRITER = "template"
+OBJECT_KINDS = ("colour", "size", "shape", "holes", "brightness", "texture")
+REF_KINDS = ("colour", "size", "shape", "holes")  # references: words everyone reads the same way
+GRASPABLE_SIZES = ("tiny", "small")  # < 3 % of the image: one hand can hold it
+
+PHRASINGS = {
+    "find": ("{np}", "find {np}", "segment {np}", "where is {np}?", "show me {np}", "locate {np}"),
+    "find_all": ("{np}", "find {np}", "segment {np}", "where are {np}?", "show me {np}"),
+    "absent": ("{np}", "find {np}", "is there {a_np}?", "segment {np}"),
+    "grasp": ("pick up {np}", "grab {np}", "hand me {np}", "bring me {np}", "fetch {np}", "give me {np}"),
+}
+RELATION_WORDS = {
+    "left_of": ("to the left of", "left of"),
+    "right_of": ("to the right of", "right of"),
+    "above": ("above",),
+    "below": ("below",),
+    "on_top_of": ("on top of",),
+    "touching": ("touching",),
+}
+ABSENT_RELATIONS = ("left_of", "right_of", "above", "below", "inside")
+SUPERLATIVES = {  # word -> (key, descending)
+    "largest": ("area", True), "smallest": ("area", False), "leftmost": ("x", False), "rightmost": ("x", True),
+    "topmost": ("y", False), "lowest": ("y", True), "brightest": ("brightness", True), "darkest": ("brightness", False),
+}
+AREA_MARGIN = 1.25  # the largest must be this much larger than the runner-up
+POS_MARGIN = 0.03  # leftmost etc.: centroids at least this fraction of the image apart
+BRIGHT_MARGIN = 0.05
+COMPARATIVE_MARGIN = 1.15  # "larger than X": no region within this factor of X's area
+ABSENT_TEXTS = ("FRAGILE", "EXIT", "DANGER", "STOP", "KEEP OUT", "THIS SIDE UP", "HOT", "OPEN HERE")
+# object word -> purpose phrase (the deducer resolves purposes against captions)
+AFFORDANCES = {
+    "cup": "something to drink from", "mug": "something to drink from", "glass": "something to drink from",
+    "bottle": "something to drink from", "knife": "something to cut with", "scissors": "something to cut with",
+    "chair": "something to sit on", "stool": "something to sit on", "bench": "something to sit on",
+    "sofa": "something to sit on", "pen": "something to write with", "pencil": "something to write with",
+    "spoon": "something to eat soup with", "fork": "something to eat with", "hammer": "something to hit a nail with",
+    "towel": "something to dry my hands with", "sponge": "something to wash dishes with",
+    "box": "something to put things in", "basket": "something to put things in", "bag": "something to carry things in",
+    "bowl": "something to serve food in", "plate": "something to serve food on", "key": "something to open a lock with",
+    "umbrella": "something to keep the rain off", "lamp": "something to light the room",
+    "helmet": "something to protect my head", "phone": "something to make a call with",
+}
+MAX_PER_GENERATOR = 80  # candidates a generator proposes per scene at most (bounds the work)
+
+
+def _article(words: str) -> str:
+    return "an" if words[:1].lower() in "aeiou" else "a"
+
+
+def _phrase(rng: random.Random, kind: str, np: str, a_np: str | None = None) -> str:
+    return rng.choice(PHRASINGS[kind]).format(np=np, a_np=a_np or np)
+
+
+def _ids(ids: Iterable[int]) -> str:
+    ids = list(ids)
+    return ", ".join(f"R{i}" for i in ids) if ids else "none"
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(re.findall(r"[0-9a-z]+", str(text).lower()))
+
+
+@dataclass
+class _Ctx:
+    facts: SceneFacts
+    rng: random.Random
+    max_targets: int
+    max_atoms: int
+
+    def explain(self, d: Description, pool: Iterable[int] | None = None) -> list[str]:
+        """Rationale steps: the regions left after each atom of ``d``."""
+        steps, cur = [], sorted(self.facts.ids if pool is None else pool)
+        for a in d.atoms:
+            cur = [i for i in cur if i in self.facts.atom_set(a)]
+            steps.append(f"{a.kind} {a.word}: {_ids(cur)}")
+        return steps
+
+    def ref(self, r: int) -> Description | None:
+        """A description that picks out exactly region r (reference words only), or None."""
+        ds = self.facts.unique_descriptions(r, REF_KINDS, self.max_atoms)
+        return ds[0] if ds else None
+
+    def narrowing(self, c: int, pool: list[int], kinds=OBJECT_KINDS, allow_empty: bool = True) -> Description | None:
+        """The shortest description that picks c out of ``pool`` (the empty one when pool == [c])."""
+        if allow_empty and pool == [c]:
+            return Description()
+        return next(iter(self.facts.unique_descriptions(c, kinds, self.max_atoms, pool=pool)), None)
+
+
+def _cand(cls: str, template: str, question: str, targets: Iterable[int], rationale: list[str]) -> Candidate:
+    return Candidate(question, tuple(targets), cls, WRITER, template, tuple(rationale))
+
+
+# ---- generators (one per class) -------------------------------------------------------------------
+
+def gen_identity(ctx: _Ctx) -> list[Candidate]:
+    f, out = ctx.facts, []
+    for i in f.ids:
+        for t in f.texts(i):
+            clean = " ".join(t.replace('"', " ").split())
+            norm = _norm_text(clean)
+            if not (2 <= len(norm) <= 30):
+                continue
+            others = [j for j in f.ids if j != i and norm in _norm_text(" ".join(f.texts(j)) + " " + (f.caption(j) or ""))]
+            if others:
+                continue
+            q = ctx.rng.choice((f'the object with the text "{clean}"', f'the object that says "{clean}"',
+                                f'find the object labelled "{clean}"'))
+            out.append(_cand(IDENTITY, "identity.text", q, [i], [f'text read on R{i}: "{clean}"', "no other region reads it"]))
+        cap = f.caption(i)
+        if cap:
+            words = cap.split()
+            if words and words[0].lower() in ("a", "an", "the"):
+                words = words[1:]
+            np = " ".join(words[:6])
+            if np and not any(j != i and f.caption(j) and _norm_text(np) in _norm_text(f.caption(j) or "") for j in f.ids):
+                out.append(_cand(IDENTITY, "identity.caption", _phrase(ctx.rng, "find", f"the {np}"), [i],
+                                 [f'caption of R{i}: "{cap}"', "no other caption names it"]))
+    return out
+
+
+def gen_attribute(ctx: _Ctx) -> list[Candidate]:
+    out = []
+    for i in ctx.facts.ids:
+        ds = ctx.facts.unique_descriptions(i, OBJECT_KINDS, ctx.max_atoms)
+        if not ds:
+            continue
+        d = ctx.rng.choice(ds)
+        q = _phrase(ctx.rng, "find", d.text())
+        out.append(_cand(ATTRIBUTE, f"attribute.{'+'.join(sorted(d.kinds()))}", q, [i], ctx.explain(d)))
+    return out
+
+
+def gen_spatial(ctx: _Ctx) -> list[Candidate]:
+    f, rng, out = ctx.facts, ctx.rng, []
+    # image position: needed to single the region out
+    for i in f.ids:
+        for pos in f.atoms_of(i, ["position"]):
+            for base in [Description()] + [Description((a,)) for a in f.atoms_of(i, ("colour", "size", "shape"))]:
+                d = base + Description((pos,))
+                if f.matching(d) == [i] and f.matching(base) != [i]:
+                    out.append(_cand(SPATIAL, f"spatial.position.{pos.word}", _phrase(rng, "find", d.text()), [i],
+                                     ctx.explain(d)))
+                    break
+    # relation to a reference object
+    refs = list(f.ids)
+    rng.shuffle(refs)
+    rel_out: list[Candidate] = []
+    for r in refs:
+        dr = ctx.ref(r)
+        if dr is None:
+            continue
+        for rel, words in RELATION_WORDS.items():
+            held = f.related(rel, [r])
+            if not held:
+                continue
+            for c in rng.sample(held, min(2, len(held))):
+                d1 = ctx.narrowing(c, held, kinds=REF_KINDS)
+                if d1 is None or f.matching(d1) == [c]:
+                    continue  # not expressible, or the relation is not needed to find it
+                q = _phrase(rng, "find", f"{d1.text()} {rng.choice(words)} {dr.text()}")
+                steps = [f"reference {dr.describe()}: R{r}", f"{rel.replace('_', ' ')} R{r}: {_ids(held)}"]
+                steps += ctx.explain(d1, held)
+                rel_out.append(_cand(SPATIAL, f"spatial.relation.{rel}", q, [c], steps))
+        if len(rel_out) >= MAX_PER_GENERATOR:
+            break
+    return out + rel_out
+
+
+def gen_part_whole(ctx: _Ctx) -> list[Candidate]:
+    f, rng, out = ctx.facts, ctx.rng, []
+    for w in f.ids:
+        parts = f.related("inside", [w])
+        dw = ctx.ref(w)
+        if not parts or dw is None:
+            continue
+        steps = [f"whole {dw.describe()}: R{w}", f"inside R{w}: {_ids(parts)}"]
+        if len(parts) == 1:
+            out.append(_cand(PART_WHOLE, "part.inside.one", _phrase(rng, "find", f"the object inside {dw.text()}"), parts, steps))
+        elif len(parts) <= ctx.max_targets:
+            out.append(_cand(PART_WHOLE, "part.inside.all", _phrase(rng, "find_all", f"all the objects inside {dw.text()}"),
+                             parts, steps))
+            for p in rng.sample(parts, min(2, len(parts))):
+                d1 = ctx.narrowing(p, parts, kinds=REF_KINDS, allow_empty=False)
+                if d1 is not None and f.matching(d1) != [p]:
+                    out.append(_cand(PART_WHOLE, "part.inside.which", _phrase(rng, "find", f"{d1.text()} inside {dw.text()}"),
+                                     [p], steps + ctx.explain(d1, parts)))
+    for p in f.ids:
+        wholes = f.related("contains", [p])
+        dp = ctx.ref(p)
+        if not wholes or dp is None:
+            continue
+        steps = [f"part {dp.describe()}: R{p}", f"contains R{p}: {_ids(wholes)}"]
+        d1 = ctx.narrowing(wholes[0], wholes, kinds=REF_KINDS) if len(wholes) > 1 else Description()
+        if len(wholes) == 1:
+            out.append(_cand(PART_WHOLE, "part.whole", _phrase(rng, "find", f"the object containing {dp.text()}"), wholes, steps))
+        elif d1 is not None:
+            # nested containers: name the outer one
+            out.append(_cand(PART_WHOLE, "part.whole.which", _phrase(rng, "find", f"{d1.text()} containing {dp.text()}"),
+                             [wholes[0]], steps + ctx.explain(d1, wholes)))
+    return out
+
+
+def gen_multi(ctx: _Ctx) -> list[Candidate]:
+    f, rng, out = ctx.facts, ctx.rng, []
+    seen: set[tuple[int, ...]] = set()
+    atoms = sorted({a for i in f.ids for a in f.atoms_of(i, ("colour", "size", "shape", "holes", "position"))},
+                   key=lambda a: (a.kind, a.word))
+    for a in atoms:
+        if a.kind == "position" and a.word not in ("left", "right", "top", "bottom"):
+            continue
+        s = tuple(f.matching(Description((a,))))
+        if 2 <= len(s) <= ctx.max_targets and s not in seen:
+            seen.add(s)
+            d = Description((a,))
+            np = f"every {d.words()}" if rng.random() < 0.3 else f"all the {d.words(plural=True)}"
+            out.append(_cand(MULTI_TARGET, f"multi.all.{a.kind}", _phrase(rng, "find_all", np), s, ctx.explain(d)))
+    # two named objects
+    named = [(i, ds[0]) for i in f.ids if (ds := f.unique_descriptions(i, REF_KINDS, ctx.max_atoms))]
+    pairs = list(combinations(named, 2))
+    rng.shuffle(pairs)
+    for (i, di), (j, dj) in pairs[: MAX_PER_GENERATOR // 4]:
+        q = _phrase(rng, "find_all", f"{di.text()} and {dj.text()}")
+        out.append(_cand(MULTI_TARGET, "multi.pair", q, [i, j],
+                         [f"{di.describe()}: R{i}", f"{dj.describe()}: R{j}", f"union: {_ids(sorted((i, j)))}"]))
+    return out
+
+
+def _key(f: SceneFacts, key: str) -> Callable[[int], float]:
+    if key == "area":
+        return f.area
+    if key == "x":
+        return lambda i: f.centroid(i)[0]
+    if key == "y":
+        return lambda i: f.centroid(i)[1]
+    return lambda i: float(f.attr(i, "brightness", 0.0) or 0.0)
+
+
+def _clear_winner(f: SceneFacts, key: str, ranked: list[int], rank: int = 1) -> bool:
+    """Whether the region at ``rank`` (1-based) stands clear of its neighbours in the ranking."""
+    k = _key(f, key)
+    idx = rank - 1
+    neighbours = [ranked[j] for j in (idx - 1, idx + 1) if 0 <= j < len(ranked)]
+    for n in neighbours:
+        a, b = k(ranked[idx]), k(n)
+        if key == "area":
+            hi, lo = max(a, b), min(a, b)
+            if hi < AREA_MARGIN * max(lo, 1.0):
+                return False
+        elif key in ("x", "y"):
+            if abs(a - b) < POS_MARGIN * (f.w if key == "x" else f.h):
+                return False
+        elif abs(a - b) < BRIGHT_MARGIN:
+            return False
+    return True
+
+
+def gen_comparison(ctx: _Ctx) -> list[Candidate]:
+    f, rng, out = ctx.facts, ctx.rng, []
+    pools = [Description()] + [Description((a,)) for a in sorted(
+        {a for i in f.ids for a in f.atoms_of(i, ("colour", "shape"))}, key=lambda a: (a.kind, a.word))]
+    for d in pools:
+        pool = f.matching(d)
+        if len(pool) < 2:
+            continue
+        for word, (key, desc) in SUPERLATIVES.items():
+            k = _key(f, key)
+            ranked = sorted(pool, key=lambda i: (-k(i) if desc else k(i), i))
+            if _clear_winner(f, key, ranked):
+                q = _phrase(rng, "find", f"the {word} {d.words()}")
+                out.append(_cand(COMPARISON, f"compare.superlative.{word}", q, [ranked[0]],
+                                 ctx.explain(d) + [f"{word} of {_ids(pool)}: R{ranked[0]}"]))
+            if key == "area" and len(pool) >= 3 and _clear_winner(f, key, ranked, 2):
+                q = _phrase(rng, "find", f"the second {word} {d.words()}")
+                out.append(_cand(COMPARISON, f"compare.second.{word}", q, [ranked[1]],
+                                 ctx.explain(d) + [f"{word} of {_ids(pool)}, second: R{ranked[1]}"]))
+    # comparatives against a named reference
+    refs = list(f.ids)
+    rng.shuffle(refs)
+    for r in refs[: MAX_PER_GENERATOR // 4]:
+        dr = ctx.ref(r)
+        if dr is None:
+            continue
+        ar = f.area(r)
+        if any(j != r and ar / COMPARATIVE_MARGIN < f.area(j) < ar * COMPARATIVE_MARGIN for j in f.ids):
+            continue  # a near tie: "larger than" would hinge on a few pixels
+        for rel, word in (("larger_than", "larger"), ("smaller_than", "smaller")):
+            held = f.related(rel, [r])
+            if 1 <= len(held) <= ctx.max_targets:
+                if len(held) == 1:
+                    np = f"the object {word} than {dr.text()}"
+                else:
+                    np = f"all the objects {word} than {dr.text()}"
+                out.append(_cand(COMPARISON, f"compare.{rel}", _phrase(rng, "find" if len(held) == 1 else "find_all", np),
+                                 held, [f"reference {dr.describe()}: R{r} ({int(ar)} px)",
+                                        f"{word} than R{r}: {_ids(held)}"]))
+    return out
+
+
+def gen_affordance(ctx: _Ctx) -> list[Candidate]:
+    f, rng, out = ctx.facts, ctx.rng, []
+    for i in f.ids:
+        if f.attr(i, "size") not in GRASPABLE_SIZES:
+            continue
+        ds = f.unique_descriptions(i, REF_KINDS, ctx.max_atoms)
+        if not ds:
+            continue
+        d = rng.choice(ds)
+        frac = float(f.attr(i, "area_frac", 0.0) or 0.0)
+        out.append(_cand(AFFORDANCE, "afford.grasp", _phrase(rng, "grasp", d.text()), [i],
+                         [f"R{i} is {f.attr(i, 'size')} ({frac:.1%} of the image): graspable"] + ctx.explain(d)))
+    # purposes, from object words in captions
+    by_purpose: dict[str, list[int]] = {}
+    for i in f.ids:
+        words = set(_norm_text(f.caption(i) or "").split())
+        for noun, purpose in AFFORDANCES.items():
+            if noun in words:
+                by_purpose.setdefault(purpose, []).append(i)
+    for purpose, ids in sorted(by_purpose.items()):
+        ids = sorted(set(ids))
+        if len(ids) == 1:
+            out.append(_cand(AFFORDANCE, "afford.purpose", rng.choice((purpose, f"find {purpose}", f"I need {purpose}")),
+                             ids, [f'caption of R{ids[0]}: "{f.caption(ids[0])}" -> {purpose}']))
+    return out
+
+
+def gen_absent(ctx: _Ctx) -> list[Candidate]:
+    f, rng, out = ctx.facts, ctx.rng, []
+    present = {c for i in f.ids for c in f.colour_fractions(i)} | {f.colour(i) for i in f.ids}
+    for c in COLOURS:
+        if c in present:
+            continue
+        d = Description((Atom("colour", c),))
+        out.append(_cand(ABSENT, "absent.colour", _phrase(rng, "absent", d.text(), d.text(_article(c))), [],
+                         [f"no region has any {c}"]))
+    # a relation nothing satisfies: colour (exact) + relation to a named reference
+    refs = list(f.ids)
+    rng.shuffle(refs)
+    colours = sorted({f.colour(i) for i in f.ids if f.colour(i) in COLOURS})
+    rel_out = []
+    for r in refs:
+        dr = ctx.ref(r)
+        if dr is None:
+            continue
+        for rel in ABSENT_RELATIONS:
+            held = set(f.related(rel, [r]))
+            for c in colours:
+                d1 = Description((Atom("colour", c),))
+                s = [i for i in f.matching(d1) if i != r]
+                if s and not held.intersection(s):
+                    words = "inside" if rel == "inside" else rng.choice(RELATION_WORDS[rel])
+                    q = _phrase(rng, "absent", f"{d1.text()} {words} {dr.text()}", f"{d1.text(_article(c))} {words} {dr.text()}")
+                    rel_out.append(_cand(ABSENT, f"absent.relation.{rel}", q, [],
+                                         [f"reference {dr.describe()}: R{r}", f"colour {c}: {_ids(s)}",
+                                          f"none of them is {rel.replace('_', ' ')} R{r}"]))
+                    break
+        if len(rel_out) >= MAX_PER_GENERATOR:
+            break
+    texts = [_norm_text(" ".join(f.texts(i)) + " " + (f.caption(i) or "")) for i in f.ids]
+    for word in ABSENT_TEXTS:
+        w = _norm_text(word)
+        if any(w in t or difflib.SequenceMatcher(None, w, t).find_longest_match(0, len(w), 0, len(t)).size >= max(3, len(w) // 2)
+               for t in texts if t):
+            continue
+        q = rng.choice((f'the object that says "{word}"', f'the object with the text "{word}"', f'is there anything labelled "{word}"?'))
+        out.append(_cand(ABSENT, "absent.text", q, [], [f'no region reads "{word}"']))
+    return out + rel_out
+
+
+GENERATORS: dict[str, Callable[[_Ctx], list[Candidate]]] = {
+    IDENTITY: gen_identity, ATTRIBUTE: gen_attribute, SPATIAL: gen_spatial, AFFORDANCE: gen_affordance,
+    PART_WHOLE: gen_part_whole, MULTI_TARGET: gen_multi, COMPARISON: gen_comparison, ABSENT: gen_absent,
+}
+
+
+class TemplateWriter:
+    """Writes up to ``per_class`` questions per taxonomy class per scene, answers computed exactly.
+
+    ``max_targets`` bounds multi-region answers; ``max_atoms`` the words of a description
+    ("small red" is 2). Deterministic for a given scene and RNG state.
+    """
+
+    name = WRITER
+
+    def __init__(self, per_class: int = 3, classes: Iterable[str] = CLASSES, max_targets: int = 8, max_atoms: int = 2) -> None:
+        if per_class < 0:
+            raise InputError(f"per_class must be >= 0, got {per_class}")
+        if max_targets < 2 or max_atoms < 1:
+            raise InputError(f"max_targets must be >= 2 and max_atoms >= 1, got {max_targets}, {max_atoms}")
+        self.per_class = int(per_class)
+        self.classes = tuple(classes)
+        self.max_targets = int(max_targets)
+        self.max_atoms = int(max_atoms)
+
+    def settings(self) -> dict:
+        return {"per_class": self.per_class, "classes": list(self.classes), "max_targets": self.max_targets,
+                "max_atoms": self.max_atoms}
+
+    def candidates(self, scene: Scene, rng: random.Random) -> dict[str, list[Candidate]]:
+        """Every candidate of every class (before the per-class selection)."""
+        ctx = _Ctx(SceneFacts(scene), rng, self.max_targets, self.max_atoms)
+        return {cls: GENERATORS[cls](ctx) for cls in self.classes}
+
+    def write(self, scene: Scene, rng: random.Random) -> list[Candidate]:
+        out: list[Candidate] = []
+        for cls, cands in self.candidates(scene, rng).items():
+            out += select(cands, self.per_class, rng)
+        return out
+
+
+def select(cands: list[Candidate], n: int, rng: random.Random) -> list[Candidate]:
+    """At most n candidates: distinct questions, different target sets and templates first."""
+    pool = list(cands)
+    rng.shuffle(pool)
+    chosen: list[Candidate] = []
+    seen_q: set[str] = set()
+    for strict in (2, 1, 0):
+        for c in pool:
+            if len(chosen) >= n:
+                return chosen
+            q = normalise_question(c.question)
+            if q in seen_q:
+                continue
+            if strict >= 1 and any(c.targets == x.targets for x in chosen):
+                continue
+            if strict >= 2 and any(c.template == x.template for x in chosen):
+                continue
+            chosen.append(c)
+            seen_q.add(q)
+    return chosen

@@ -1,0 +1,164 @@
+"""Append-only JSONL journal that survives SIGKILL at any point.
+
+Every record is one JSON object on one line, written with a single ``write`` of the whole line
+(retried until complete) and ``fsync``. A process killed during a write leaves at most one torn line
+at the end of the file: it has no terminating newline (JSON text never contains a raw newline, so
+the newline is the commit mark). :meth:`Journal.open` cuts such a tail off before appending, so the
+unfinished record is simply redone; complete lines are never rewritten. A complete line that does
+not parse is not something a kill can produce (the file was edited or the disk corrupted): that is
+an :class:`~gear_edge.errors.InputError` naming the file and line, and nothing is changed.
+
+An exclusive ``flock`` on ``<journal>.lock`` keeps two runs from appending to one journal (the
+kernel releases it when a process dies, also on SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from gear_edge.errors import InputError
+
+
+def fsync_dir(path: Path) -> None:
+    """Makes a new or renamed directory entry durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` via a fsynced temporary file + rename (readers never see a partial
+    file; a kill leaves the old file or the new one). Unlike a ``mkstemp`` file, the result has the
+    usual permissions (0666 less the umask), as datasets are meant to be shared."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(p.parent)
+    return p
+
+
+def share_dir(path: Path) -> None:
+    """Gives a ``mkdtemp`` folder the usual permissions (0777 less the umask)."""
+    os.chmod(path, 0o777 & ~_umask())
+
+
+def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The complete records of a journal and the byte length they occupy (a torn tail is excluded)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    except OSError as exc:
+        raise InputError(f"cannot read journal {path}: {exc}") from None
+    end = data.rfind(b"\n") + 1  # bytes after the last newline belong to a torn write
+    records: list[dict[str, Any]] = []
+    for lineno, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(
+                f"journal {path} line {lineno} is not valid JSON ({exc}); it was not written by an interrupted "
+                "run (those only leave an unterminated last line) - restore the file or start a new output directory"
+            ) from None
+        if not isinstance(rec, dict) or "type" not in rec:
+            raise InputError(f"journal {path} line {lineno}: a record must be a JSON object with a 'type' field")
+        records.append(rec)
+    return records, end
+
+
+class Journal:
+    """An open journal: ``records`` (what was there), :meth:`append` (durable), :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.records: list[dict[str, Any]] = []
+        self.torn_bytes = 0  # bytes of an unfinished record cut off at open
+        self._fd: int | None = None
+        self._lock_fd: int | None = None
+
+    def open(self) -> "Journal":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise InputError(f"another run is writing {self.path.parent} (lock {lock_path} is held)") from None
+        try:
+            created = not self.path.exists()
+            self.records, end = read_records(self.path)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            size = os.fstat(fd).st_size
+            if size > end:
+                self.torn_bytes = size - end
+                os.ftruncate(fd, end)
+                os.fsync(fd)
+            os.lseek(fd, 0, os.SEEK_END)
+            self._fd = fd
+            if created:
+                fsync_dir(self.path.parent)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Writes one record durably (whole line, then fsync). The record must be JSON-serialisable."""
+        if self._fd is None:
+            raise InputError(f"journal {self.path} is not open")
+        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+        view = memoryview(line)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        os.fsync(self._fd)
+        self.records.append(record)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> "Journal":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
