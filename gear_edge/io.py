@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -50,11 +49,39 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Makes a new or renamed directory entry durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def share_dir(path: str | os.PathLike) -> None:
+    """Gives a ``mkdtemp`` folder the usual permissions (0777 less the umask)."""
+    os.chmod(path, 0o777 & ~_umask())
+
+
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` via a temporary file + rename: readers never see a partial file."""
+    """Writes ``data`` to ``path`` via a fsynced temporary file + rename, then fsyncs the folder:
+    readers never see a partial file, and a kill (or power loss) leaves the old file or the new one.
+    The result has the usual permissions (0666 less the umask), not ``mkstemp``'s 0600."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -62,8 +89,9 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(p.parent)
     return p
 
 

@@ -20,52 +20,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gear_edge.errors import InputError
+from gear_edge.io import fsync_dir, share_dir, write_atomic
 
-
-def fsync_dir(path: Path) -> None:
-    """Makes a new or renamed directory entry durable (best effort where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` via a fsynced temporary file + rename (readers never see a partial
-    file; a kill leaves the old file or the new one). Unlike a ``mkstemp`` file, the result has the
-    usual permissions (0666 less the umask), as datasets are meant to be shared."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(p.parent)
-    return p
-
-
-def share_dir(path: Path) -> None:
-    """Gives a ``mkdtemp`` folder the usual permissions (0777 less the umask)."""
-    os.chmod(path, 0o777 & ~_umask())
+__all__ = ["Journal", "fsync_dir", "read_records", "share_dir", "write_atomic"]
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
