@@ -23,7 +23,10 @@ import numpy as np
 from gear_edge import __version__, _native
 
 STAGE_SCRIPTS = ("bench_masks.py", "bench_describe.py", "bench_deduce.py", "bench_segment.py")
-DEFAULT_QUERIES = ("the red object", "the largest object", "the object left of the blue ball", "the yellow object")
+DEFAULT_QUERIES = (
+    "the red object", "the largest object", "the object left of the blue ball", "the yellow object",
+    "something to write with",  # a purpose: the LLM names candidate objects
+)
 
 
 def _pct(ms: list[float]) -> dict[str, float]:
@@ -60,17 +63,28 @@ def _images(names: list[str]) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _model_hashes(gs) -> dict[str, str]:
-    hashes = {}
-    for name in ("llm", "ocr", "captioner", "segmenter"):
-        comp = getattr(gs, f"_{name}", None)
-        for attr in ("sha256", "model_sha256", "manifest"):
-            value = getattr(comp, attr, None) if comp is not None else None
-            if isinstance(value, str):
-                hashes[name] = value
-            elif value is not None and hasattr(value, "sha256"):
-                hashes[name] = value.sha256
-    return hashes
+def _model_hashes(gs) -> list[dict]:
+    """Name, file and sha256 of every model (or algorithm parameters) the profile uses."""
+    from gear_edge.data_engine.models import model_inventory
+
+    return model_inventory(gs.config)
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for dist in ("numpy", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "llama_cpp_python", "scikit-image"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None  # None (JSON null) when no query reached the LLM
 
 
 def run_pipeline_bench(config: str, overrides: dict, images: list[str], queries: list[str], iterations: int, warmup: int) -> dict:
@@ -118,7 +132,7 @@ def run_pipeline_bench(config: str, overrides: dict, images: list[str], queries:
         "warmup": warmup,
         "loop": {k: _pct(v) for k, v in loop.items()},
         "stages": {k: _pct(v) for k, v in stages.items()},
-        "tokens": {k: float(np.nanmean(v)) if v else None for k, v in tokens.items()},
+        "tokens": {k: _mean_or_none(v) for k, v in tokens.items()},
         "model_hashes": _model_hashes(gs),
         "peak_rss_mb": _peak_rss_mb(),
     }
@@ -176,7 +190,8 @@ def cli(args: argparse.Namespace) -> int:
     result = {
         "benchmark": "pipeline",
         "machine": {"platform": platform.platform(), "machine": platform.machine(), "python": sys.version.split()[0],
-                    "threads": _native.get_num_threads(), "gear_edge": __version__, "backend": _native.backend()},
+                    "threads": _native.get_num_threads(), "gear_edge": __version__, "backend": _native.backend(),
+                    "versions": _versions()},
         "pipeline": run_pipeline_bench(args.config, _overrides(args.set), args.images, queries, args.iterations, args.warmup),
     }
     if args.with_stages:
@@ -192,7 +207,7 @@ def cli(args: argparse.Namespace) -> int:
             result["stage_benchmarks"][script] = (
                 json.loads(target.read_text()) if proc.returncode == 0 and target.exists() else f"failed: {proc.stderr[-2000:]}"
             )
-    path = write_atomic(out / "bench_pipeline.json", json.dumps(result, indent=1).encode())
+    path = write_atomic(out / "bench_pipeline.json", json.dumps(result, indent=1, allow_nan=False).encode())
     png = _plot(result["pipeline"], out / "bench_pipeline.png")
     loop = result["pipeline"]["loop"]
     for k, v in loop.items():
