@@ -88,7 +88,7 @@ def _position(cx: float, cy: float, w: int, h: int) -> tuple[str, str, str]:
 
 def _shape(crop: np.ndarray) -> dict:
     """Shape attributes (scale-free) of a bool bbox crop."""
-    m8 = crop.astype(np.uint8)
+    m8 = crop.view(np.uint8) if crop.dtype == np.bool_ else crop.astype(np.uint8)
     mom = cv2.moments(m8, binaryImage=True)
     area = mom["m00"]
     if area <= 0:
@@ -107,7 +107,8 @@ def _shape(crop: np.ndarray) -> dict:
     perimeter = sum(cv2.arcLength(c, True) for c in outer)
     points = np.concatenate(outer) if outer else np.zeros((0, 1, 2), np.int32)
     if len(points) >= 3:
-        hull_area = cv2.contourArea(cv2.convexHull(points)) + 0.5 * cv2.arcLength(cv2.convexHull(points), True)
+        hull = cv2.convexHull(points)
+        hull_area = cv2.contourArea(hull) + 0.5 * cv2.arcLength(hull, True)
         (_, _), (rw, rh), _ = cv2.minAreaRect(points)
         rect_area = (rw + 1) * (rh + 1)
     else:
@@ -149,8 +150,9 @@ def _textures(image: np.ndarray, works: list[_Work], k: int) -> np.ndarray:
         return np.zeros(0)
     gh, gw = works[0].mask.shape
     half = max(1, k // 2)  # a 2x-working-resolution grey image, averaged over each sample's block
-    small = cv2.resize(image, (2 * gw, 2 * gh), interpolation=cv2.INTER_AREA) if half > 1 else image
-    gray = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY)
+    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)  # grey first: 1/3 of the resize work
+    if half > 1:
+        gray = cv2.resize(gray, (2 * gw, 2 * gh), interpolation=cv2.INTER_AREA)
     if gray.shape != (2 * gh, 2 * gw):
         gray = cv2.resize(gray, (2 * gw, 2 * gh), interpolation=cv2.INTER_LINEAR)
     edges = cv2.Canny(gray, 60, 150) > 0
@@ -161,20 +163,24 @@ def _textures(image: np.ndarray, works: list[_Work], k: int) -> np.ndarray:
     return np.where(inside >= 4, hits / np.maximum(inside, 1), 0.0)
 
 
+_K3 = np.ones((3, 3), np.uint8)
+_K5 = np.ones((5, 5), np.uint8)
+
+
 def _work_masks(m: np.ndarray) -> _Work:
-    ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
-    if len(ys) == 0:
+    m8 = m.view(np.uint8)  # bool and uint8 share the layout: no copy
+    bx, by, bw, bh = cv2.boundingRect(m8)
+    if bw == 0:
         z = np.zeros_like(m)
         return _Work(m, z, z, z, z, (0, 0, 0, 0))
-    m8 = m.astype(np.uint8)
     contours, _ = cv2.findContours(m8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(m8)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
     hull = np.zeros_like(m8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
-    dilated = cv2.dilate(m8, np.ones((5, 5), np.uint8)).astype(bool)
-    interior = cv2.erode(m8, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
-    return _Work(m, filled.astype(bool) | m, hull.astype(bool) | m, dilated, interior, (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1))
+    dilated = cv2.dilate(m8, _K5).view(bool)  # 0/1 uint8 results viewed as bool
+    interior = cv2.erode(m8, _K3, borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
+    return _Work(m, filled.view(bool) | m, hull.view(bool) | m, dilated, interior, (bx, by, bx + bw, by + bh))
 
 
 def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict], list[_Work], int]:
@@ -375,30 +381,28 @@ def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], 
                 add(i, "occludes", j, "occluded_by")
             elif b_hull_a >= OCCLUDE_HULL_FRAC and b_wrapped >= OCCLUDE_WRAP_FRAC and b_hull_a > a_hull_b:
                 add(j, "occludes", i, "occluded_by")
-    for i in range(n):
-        for j in range(i + 1, n):
-            a, b = attrs[i], attrs[j]
-            if a["area_px"] == 0 or b["area_px"] == 0:
-                continue
-            if not near[i, j]:
-                continue
-            # directional relations: centroid order, unless the boxes largely overlap on that axis
-            if _interval_overlap(x0[i], x1[i], x0[j], x1[j]) < 0.5:
-                if cent[i, 0] < cent[j, 0]:
-                    add(i, "left_of", j, "right_of")
-                else:
-                    add(j, "left_of", i, "right_of")
-            if _interval_overlap(y0[i], y1[i], y0[j], y1[j]) < 0.5:
-                if cent[i, 1] < cent[j, 1]:
-                    add(i, "above", j, "below")
-                else:
-                    add(j, "above", i, "below")
-            if a["colour"] == b["colour"] and a["colour"] != "none":
-                add(i, "same_colour_as", j)
-            if a["area_px"] >= 1.5 * b["area_px"]:
-                add(i, "larger_than", j, "smaller_than")
-            elif b["area_px"] >= 1.5 * a["area_px"]:
-                add(j, "larger_than", i, "smaller_than")
+    ni, nj = np.nonzero(np.triu(near, 1))  # neighbour pairs i < j, row-major (the old double loop's order)
+    for i, j in zip(ni.tolist(), nj.tolist()):
+        a, b = attrs[i], attrs[j]
+        if a["area_px"] == 0 or b["area_px"] == 0:
+            continue
+        # directional relations: centroid order, unless the boxes largely overlap on that axis
+        if _interval_overlap(x0[i], x1[i], x0[j], x1[j]) < 0.5:
+            if cent[i, 0] < cent[j, 0]:
+                add(i, "left_of", j, "right_of")
+            else:
+                add(j, "left_of", i, "right_of")
+        if _interval_overlap(y0[i], y1[i], y0[j], y1[j]) < 0.5:
+            if cent[i, 1] < cent[j, 1]:
+                add(i, "above", j, "below")
+            else:
+                add(j, "above", i, "below")
+        if a["colour"] == b["colour"] and a["colour"] != "none":
+            add(i, "same_colour_as", j)
+        if a["area_px"] >= 1.5 * b["area_px"]:
+            add(i, "larger_than", j, "smaller_than")
+        elif b["area_px"] >= 1.5 * a["area_px"]:
+            add(j, "larger_than", i, "smaller_than")
     order = {p: r for r, p in enumerate(PREDICATES)}
     return [Relation(s, p, o) for s, p, o in sorted(rels, key=lambda t: (t[0], order[t[1]], t[2]))]
 
