@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Iterable
 
-from gear_edge.types import Region, Scene
+from gear_edge.scene_index import SceneIndex
+from gear_edge.types import Scene
 
 COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
 # size word -> size categories it covers
@@ -85,52 +86,15 @@ class Description:
         return Description(tuple(sorted(set(self.atoms) | set(other.atoms), key=lambda a: (KIND_ORDER.index(a.kind), a.word))))
 
 
-class SceneFacts:
-    """Exact attribute and relation look-ups on one scene."""
+class SceneFacts(SceneIndex):
+    """Exact attribute and relation look-ups on one scene (``ids`` sorted)."""
 
     def __init__(self, scene: Scene) -> None:
-        self.scene = scene
-        self.regions: dict[int, Region] = {r.id: r for r in scene.regions}
-        self.ids: list[int] = sorted(self.regions)
-        h, w = scene.image_size
-        self.h, self.w = max(1, int(h)), max(1, int(w))
-        self.edges: dict[str, set[tuple[int, int]]] = {}
-        for rel in scene.relations:
-            if rel.subject in self.regions and rel.object in self.regions:
-                self.edges.setdefault(rel.predicate, set()).add((rel.subject, rel.object))
+        super().__init__(scene)
+        self.ids = sorted(self.regions)
         self._match_cache: dict[Atom, frozenset[int]] = {}
 
     # ---- attributes ----------------------------------------------------------------------------
-
-    def attr(self, i: int, key: str, default=None):
-        return self.regions[i].attributes.get(key, default)
-
-    def area(self, i: int) -> float:
-        r = self.regions[i]
-        return float(r.attributes.get("area_px", r.area))
-
-    def bbox(self, i: int) -> tuple[float, float, float, float]:
-        b = self.regions[i].attributes.get("bbox") or self.regions[i].bbox
-        return tuple(float(v) for v in b)  # type: ignore[return-value]
-
-    def centroid(self, i: int) -> tuple[float, float]:
-        c = self.attr(i, "centroid")
-        if c:
-            return float(c[0]), float(c[1])
-        x, y, w, h = self.bbox(i)
-        return x + w / 2, y + h / 2
-
-    def colour(self, i: int) -> str:
-        return str(self.attr(i, "colour", "none"))
-
-    def colour_fractions(self, i: int) -> dict[str, float]:
-        out = {}
-        for item in self.attr(i, "colours", []) or []:
-            try:
-                out[str(item[0])] = float(item[1])
-            except (TypeError, ValueError, IndexError):
-                continue
-        return out
 
     def texts(self, i: int) -> list[str]:
         return [t for t in self.regions[i].text if isinstance(t, str) and t.strip()]

@@ -353,7 +353,7 @@ def gen_affordance(ctx: _Ctx) -> list[Candidate]:
 
 def gen_absent(ctx: _Ctx) -> list[Candidate]:
     f, rng, out = ctx.facts, ctx.rng, []
-    present = {c for i in f.ids for c in f.colour_fractions(i)} | {f.colour(i) for i in f.ids}
+    present = {c for i in f.ids for c in f.colours(i)} | {f.colour(i) for i in f.ids}
     for c in COLOURS:
         if c in present:
             continue

@@ -24,7 +24,8 @@ from gear_edge.deduce.program.ast import (
     AttrFilter, Exclude, NounFilter, ObjectSpec, Order, Program, RelationFilter, TextFilter,
 )
 from gear_edge.deduce.program.semantic import MATCH_FLOOR, MATCH_MARGIN, SemanticMatcher, region_texts
-from gear_edge.types import LogicStep, Region, Scene
+from gear_edge.scene_index import SceneIndex
+from gear_edge.types import LogicStep, Scene
 
 PURPOSE_FLOOR = 0.35  # purpose phrases ("something to cut with") embed further from captions than names do
 NEGATED_FLOOR = 0.7  # "not the tape": drop regions this similar to the words (lexical hits reach it)
@@ -90,55 +91,14 @@ class _Run:
         self.scores[i] = self.scores.get(i, 0.0) + float(v)
 
 
-class SceneView:
-    """Attribute and relation look-ups for one scene (tolerates regions without attributes)."""
+class SceneView(SceneIndex):
+    """The executor's scene look-ups: :class:`SceneIndex` plus geometry between regions."""
 
     def __init__(self, scene: Scene) -> None:
-        self.scene = scene
-        self.regions: dict[int, Region] = {r.id: r for r in scene.regions}
-        self.ids = [r.id for r in scene.regions]
-        h, w = scene.image_size
-        self.h, self.w = max(1, int(h)), max(1, int(w))
+        super().__init__(scene)
         self.diag = math.hypot(self.w, self.h)
-        self.edges: dict[str, set[tuple[int, int]]] = {}
-        for rel in scene.relations:
-            if rel.subject in self.regions and rel.object in self.regions:
-                self.edges.setdefault(rel.predicate, set()).add((rel.subject, rel.object))
         self.has_captions = any(region_texts(r)[0] is not None for r in scene.regions)
         self.has_text = any(region_texts(r)[1] is not None for r in scene.regions)
-
-    def a(self, i: int, key: str, default=None):
-        return self.regions[i].attributes.get(key, default)
-
-    def area(self, i: int) -> float:
-        r = self.regions[i]
-        return float(r.attributes.get("area_px", r.area))
-
-    def bbox(self, i: int) -> tuple[float, float, float, float]:
-        b = self.regions[i].attributes.get("bbox") or self.regions[i].bbox
-        return tuple(float(v) for v in b)  # type: ignore[return-value]
-
-    def centroid(self, i: int) -> tuple[float, float]:
-        c = self.regions[i].attributes.get("centroid")
-        if c:
-            return float(c[0]), float(c[1])
-        x, y, w, h = self.bbox(i)
-        return x + w / 2, y + h / 2
-
-    def colour(self, i: int) -> str:
-        return str(self.a(i, "colour", "none"))
-
-    def colours(self, i: int) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for item in self.a(i, "colours", []) or []:
-            try:
-                out[str(item[0])] = float(item[1])
-            except (TypeError, ValueError, IndexError):
-                continue
-        return out
-
-    def edge(self, pred: str, s: int, o: int) -> bool:
-        return (s, o) in self.edges.get(pred, ())
 
     def gap(self, i: int, j: int) -> float:
         ax, ay, aw, ah = self.bbox(i)
@@ -271,15 +231,15 @@ class Executor:
 
     def _has_attr(self, view: SceneView, i: int, f: AttrFilter) -> bool:
         if f.kind == "size":
-            return view.a(i, "size") in f.values
+            return view.attr(i, "size") in f.values
         if f.kind == "shape":
-            return any(v in (view.a(i, "shape") or []) for v in f.values)
+            return any(v in (view.attr(i, "shape") or []) for v in f.values)
         if f.kind == "brightness":
-            return view.a(i, "brightness_word") in f.values
+            return view.attr(i, "brightness_word") in f.values
         if f.kind == "texture":
-            return view.a(i, "texture_word") in f.values
+            return view.attr(i, "texture_word") in f.values
         if f.kind == "position":
-            pos, ph, pv = view.a(i, "position"), view.a(i, "position_h"), view.a(i, "position_v")
+            pos, ph, pv = view.attr(i, "position"), view.attr(i, "position_h"), view.attr(i, "position_v")
             if pos is None:  # no attributes: the 3x3 cell of the centroid
                 cx, cy = view.centroid(i)
                 ph = "left" if cx < view.w / 3 else ("right" if cx >= 2 * view.w / 3 else "centre")
@@ -316,21 +276,21 @@ class Executor:
             return max(0.0, 1.0 - math.hypot(dx, dy))
         if f.kind == "shape":
             if v == "round":
-                return float(view.a(i, "circularity", 0.0) or 0.0)
+                return float(view.attr(i, "circularity", 0.0) or 0.0)
             if v == "elongated":
-                return 1.0 - 1.0 / max(1.0, float(view.a(i, "elongation", 1.0) or 1.0))
+                return 1.0 - 1.0 / max(1.0, float(view.attr(i, "elongation", 1.0) or 1.0))
             if v in ("square", "rectangular"):
-                rect = float(view.a(i, "rectangularity", view.a(i, "solidity", 0.0)) or 0.0)
-                el = float(view.a(i, "elongation", 1.0) or 1.0)
+                rect = float(view.attr(i, "rectangularity", view.attr(i, "solidity", 0.0)) or 0.0)
+                el = float(view.attr(i, "elongation", 1.0) or 1.0)
                 return rect / (el if v == "square" else 1.0)
             if v == "irregular":
-                return 1.0 - float(view.a(i, "solidity", 1.0) or 1.0)
-            return min(1.0, float(view.a(i, "holes", 0) or 0))
+                return 1.0 - float(view.attr(i, "solidity", 1.0) or 1.0)
+            return min(1.0, float(view.attr(i, "holes", 0) or 0))
         if f.kind == "brightness":
-            b = float(view.a(i, "brightness", 0.5) or 0.0)
+            b = float(view.attr(i, "brightness", 0.5) or 0.0)
             return b if v == "bright" else (1.0 - b if v == "dark" else 1.0 - abs(b - 0.5) * 2)
         if f.kind == "texture":
-            t = float(view.a(i, "texture", 0.0) or 0.0)
+            t = float(view.attr(i, "texture", 0.0) or 0.0)
             return t if v == "textured" else 1.0 - t
         return 0.0
 
@@ -537,7 +497,7 @@ class Executor:
             if o.key == "distance":
                 d = [view.gap(i, r) for r in refs if r != i]
                 return min(d) if d else math.inf
-            return float(view.a(i, o.key, 0.0) or 0.0)
+            return float(view.attr(i, o.key, 0.0) or 0.0)
 
         pool = [i for i in run.ids if not (o.key == "distance" and (i in refs or key(i) == math.inf))]
         ranked = sorted(pool, key=lambda i: (-key(i) if o.descending else key(i), i))
