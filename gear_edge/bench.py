@@ -65,7 +65,7 @@ def _images(names: list[str]) -> list[tuple[str, np.ndarray]]:
 
 def _model_hashes(gs) -> list[dict]:
     """Name, file and sha256 of every model (or algorithm parameters) the profile uses."""
-    from gear_edge.data_engine.models import model_inventory
+    from gear_edge.model_inventory import model_inventory
 
     return model_inventory(gs.config)
 

@@ -1,4 +1,4 @@
-"""What produced a dataset: the name and sha256 of every model (or algorithm) a GearSeg config uses.
+"""What a GearSeg config runs: the name and sha256 of every model (or algorithm) it uses (data engine records, benchmarks).
 
 Model files are hashed (sha256 of the bytes actually on disk; shipped manifests are checked with
 :meth:`gear_edge.manifest.Manifest.verify`, which caches by file state). Algorithms without a file

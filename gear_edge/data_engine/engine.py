@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from gear_edge.data_engine.base import Candidate, normalise_question
 from gear_edge.data_engine.journal import Journal, read_records, write_atomic
-from gear_edge.data_engine.models import compact, model_inventory
+from gear_edge.model_inventory import compact, model_inventory
 from gear_edge.data_engine.taxonomy import CLASSES, check_class
 from gear_edge.data_engine.verify import Verifier
 from gear_edge.errors import GearEdgeError, InputError
