@@ -1,13 +1,15 @@
 """ONNX → TensorRT plan with the ``tensorrt`` Python API (needs the ``[gpu]`` extra and an NVIDIA GPU).
 
-    python -m export.build_engine dec.onnx --precision fp16 --axis B=1,16,64 --axis P=1,3,8 \\
-        --cache-dir models/plans
+    python -m export.build_engine dec.onnx --precision fp16 --axis B=1,64,64 --axis Bm=1,1,64 \\
+        --axis P=1,1,8 --cache-dir models/plans
 
 - precision 'fp32' | 'fp16' | 'int8'. int8 takes a QDQ ONNX (explicit quantisation, e.g.
   ``export.quantize.quantize_static_int8(..., for_tensorrt=True)``) or calibration batches for an
   entropy calibrator (``--calib-npz``; the calibration cache is kept next to the plan).
 - optimisation profile: min/opt/max per dynamic axis (``--axis B=1,16,64``: every input axis named
-  ``B`` in the ONNX file gets that range) or per input (``--profile point_coords:1x1x2,16x3x2,64x3x2``).
+  ``B`` in the ONNX file gets that range; our SAM2 decoders name the prompt batch ``B``, the mask
+  batch ``Bm`` (1 or B) and the points per prompt ``P``; automatic mask generation runs B = 64,
+  Bm = 1, P = 1) or per input (``--profile point_coords:1x1x2,16x3x2,64x3x2``).
 - engine cache: with ``--cache-dir`` the plan is ``<stem>.<precision>.<key>.plan`` where the key
   hashes model sha256 + TensorRT version + GPU name + precision + profiles
   (:func:`gear_edge.engines.tensorrt.engine_cache_key`); an existing plan for the same key is reused.

@@ -404,6 +404,28 @@ def test_decoder_mask_input(sam2_setup, engines):
 
 
 @needs_sam2
+def test_decoder_mask_batch_broadcasts(sam2_setup, engines):
+    """mask_input has its own batch axis Bm: one mask (or the zero mask) serves every prompt, and the
+    graph computes the shared image side once; the answer is the one sam2 gives for that mask."""
+    from export.sam2_onnx import check_mask_input, compare_decoder, decoder_feeds
+
+    coords, labels = prompts(6, 2, seed=31)
+    one = check_mask_input(1, seed=4)
+    compare_decoder(engines["decoder"], sam2_setup["pred"], sam2_setup["feats"], coords, labels, one)
+    feeds = decoder_feeds(sam2_setup["feats"], coords, labels)
+    assert feeds["mask_input"].shape == (1, 1, 256, 256)
+    shared = engines["decoder"].run(feeds)
+    per_prompt = engines["decoder"].run({**feeds, "mask_input": np.zeros((6, 1, 256, 256), np.float32)})
+    for name in ("low_res_masks", "iou_predictions"):
+        np.testing.assert_allclose(shared[name], per_prompt[name], rtol=0, atol=1e-5)
+    repeated = np.repeat(one, 6, axis=0)
+    on = np.ones(1, np.float32)
+    a = engines["decoder"].run({**feeds, "mask_input": one, "has_mask_input": on})["low_res_masks"]
+    b = engines["decoder"].run({**feeds, "mask_input": repeated, "has_mask_input": on})["low_res_masks"]
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+@needs_sam2
 def test_decoder_outputs_depend_on_the_prompt(reference):
     coords, _, ref = reference[1]
     masks = ref["multimask"][0]
@@ -454,6 +476,7 @@ def test_manifests_describe_and_guard_the_files(sam2_setup, engines, tmp_path):
     specs = {s["name"]: s for s in dec.extra["inputs"] + dec.extra["outputs"]}
     assert specs["point_coords"]["shape"] == ["B", "P", 2] and specs["low_res_masks"]["shape"] == ["B", 4, 256, 256]
     assert specs["has_mask_input"]["shape"] == [1] and specs["point_labels"]["dtype"] == "float32"
+    assert specs["mask_input"]["shape"] == ["Bm", 1, 256, 256]
     # a tampered file fails at load, naming the problem
     bad = tmp_path / "decoder.onnx"
     shutil.copy(sam2_setup["decoder"], bad)
@@ -517,6 +540,15 @@ def test_exported_pair_runs_through_the_segment_engines(sam2_setup, engines):
     np.testing.assert_array_equal(multi, full["low_res_masks"][:, 1:])
     np.testing.assert_array_equal(single, full["low_res_masks"][:, :1])
     assert iou_m.shape == (5, 3) and iou_s.shape == (5, 1)
+    # the adapter feeds a single zero mask to a decoder whose mask batch axis has its own name
+    seen = []
+    run = engines["decoder"].run
+    try:
+        engines["decoder"].run = lambda feeds, **kw: (seen.append(feeds["mask_input"].shape), run(feeds, **kw))[1]
+        sam.decode(sam2_setup["feats"], coords, labels, multimask_output=True)
+    finally:
+        del engines["decoder"].run
+    assert seen == [(1, 1, 256, 256)]
 
 
 @needs_sam2

@@ -4,8 +4,9 @@ Encoder: one image input ``float32 [1, 3, S, S]`` (S = 1024 for SAM2) → featur
 (``image_embed [1,256,64,64]``, ``high_res_feats_0 [1,32,256,256]``, ``high_res_feats_1
 [1,64,128,128]``). Decoder: the encoder outputs it names, ``point_coords float32 [B, P, 2]``
 (model-input pixels), ``point_labels [B, P]`` (1 foreground, 0 background, 2/3 box corners, -1
-padding; dtype as the model declares), optional ``mask_input [B, 1, 256, 256]`` /
-``has_mask_input [B]`` (fed as zeros / 0) → ``low_res_masks [B, M, h, w]`` logits and
+padding; dtype as the model declares), optional ``mask_input [B or Bm, 1, 256, 256]`` /
+``has_mask_input`` (fed as zeros / 0; a mask batch axis with its own name, like our exports' ``Bm``,
+gets a single zero mask, which the graph broadcasts) → ``low_res_masks [B, M, h, w]`` logits and
 ``iou_predictions [B, M]``. Decoders with a ``multimask_output`` input get the flag; decoders
 returning all ``num_mask_tokens`` outputs (M = 4) are sliced as sam2 does (``1:`` for multimask,
 ``0:1`` otherwise); a decoder fixed at M = 3 cannot serve single-mask requests (InputError).
@@ -95,7 +96,12 @@ class SamEngines:
         spec = self.decoder.inputs[name]
         if name == MULTIMASK:
             return np.asarray(multimask, dtype=spec.dtype).reshape([1] * len(spec.shape))
-        shape = [d if isinstance(d, int) and d >= 0 else batch for d in spec.shape]
+        # a dynamic axis named like the prompts' batch axis (or unnamed) takes the batch; one with
+        # its own name (our decoders' mask batch "Bm", which broadcasts) takes a single zero mask
+        prompt_axis = self.decoder.inputs[COORDS].shape[0]
+        shape = [d if isinstance(d, int) and d >= 0 else
+                 (batch if (d == prompt_axis or not isinstance(d, str) or d in ("", "?")) else 1)
+                 for d in spec.shape]
         return np.zeros(shape, dtype=spec.dtype)
 
     def decode(
