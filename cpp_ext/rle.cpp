@@ -115,6 +115,42 @@ size_t parse_fast(const char* str, size_t len, uint64_t total, Emit&& emit) {
     prev2 = prev1;
     prev1 = x;
   };
+  // Blocks of 64 characters: a SWAR pass finds the characters that end a number (bit 0x20 of
+  // c - 48 clear) and flags any character outside '0'..'o'; the numbers are then taken from the
+  // positions of the set bits, so the next number's start never waits for the previous number's
+  // length (the loop-carried dependency of a character-by-character parser). Blocks stop 8 bytes
+  // short of the end so every 3-byte read stays inside the string; the scalar loop below finishes.
+  constexpr uint64_t kHigh = 0x8080808080808080ull, kOnes = 0x0101010101010101ull;
+  for (size_t blk = 0; blk + 72 <= len; blk += 64) {
+    uint64_t ends = 0, invalid = 0;
+    for (int k = 0; k < 8; ++k) {
+      const uint64_t w = load_le64(s + blk + 8 * k);
+      const uint64_t t = (w | kHigh) - 0x3030303030303030ull;  // per byte: c - 48 + 128, no borrows
+      const uint64_t u = (w | kHigh) - 0x7070707070707070ull;  // high bit set where c >= 112
+      invalid |= (w & kHigh) | (~t & kHigh) | (u & kHigh);      // c >= 128, c < 48, c >= 112
+      const uint64_t lanes = (~t >> 5) & kOnes;                 // 1 in byte j where char j ends a number
+      ends |= ((lanes * 0x0102040810204080ull) >> 56) << (8 * k);  // byte lanes -> 8 bits
+    }
+    if (invalid) break;  // the scalar loop reports the character
+    while (ends) {
+      const size_t end = blk + size_t(count_trailing_zeros64(ends));
+      ends &= ends - 1;
+      const size_t n = end - p + 1;
+      int64_t x;
+      if (__builtin_expect(n <= 3, 1)) {
+        const uint32_t c0 = uint32_t(s[p]) - 48u, c1 = uint32_t(s[p + 1]) - 48u, c2 = uint32_t(s[p + 2]) - 48u;
+        const int64_t v1 = int64_t(c0 ^ 16u) - 16;
+        const int64_t v2 = int64_t(((c0 & 31u) | ((c1 & 31u) << 5)) ^ 512u) - 512;
+        const int64_t v3 = int64_t(((c0 & 31u) | ((c1 & 31u) << 5) | ((c2 & 31u) << 10)) ^ 16384u) - 16384;
+        x = n == 3 ? v3 : (n == 2 ? v2 : v1);
+      } else {
+        const unsigned char* q = s + p;
+        x = detail::parse_long_number(s, q, s + len, m);
+      }
+      p = end + 1;
+      store(x);
+    }
+  }
   while (p + 2 < len) {
     const uint32_t c0 = uint32_t(s[p]) - 48u, c1 = uint32_t(s[p + 1]) - 48u, c2 = uint32_t(s[p + 2]) - 48u;
     const uint32_t two = c0 >> 5, three = two & (c1 >> 5);

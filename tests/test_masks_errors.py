@@ -166,3 +166,49 @@ def test_reference_reports_invalid_uint8_position():
     bad[0, 1, 0] = 9
     with pytest.raises(InputError, match="found 9 at row 1, column 0"):
         ref.encode(bad, False)
+
+
+def _long_rle(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    m = np.zeros((120, 160), dtype=bool)
+    m[10:90, 20:140] = rng.random((80, 120)) < 0.5
+    return gm.encode(m)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_errors_deep_inside_long_strings_are_named(backend):
+    """Corruption in the middle of a long string (the C++ block parser's territory) is reported
+    with the same message and position as at its start."""
+    good = _long_rle(0)
+    s = good["counts"]
+    assert len(s) > 500
+    with use_backend(backend):
+        for pos in (70, 200, 333):
+            bad = {"size": good["size"], "counts": s[:pos] + "~" + s[pos + 1:]}
+            with pytest.raises(InputError, match=f"invalid character '~' \\(code 126\\) at position {pos} "):
+                gm.area([good, bad])
+        with pytest.raises(InputError, match="runs sum to"):
+            gm.area({"size": good["size"], "counts": s[:300] + "0" + s[300:]})
+
+
+@given(seed=st.integers(0, 50), data=st.data())
+def test_corrupted_long_strings_agree_across_backends(seed, data):
+    """Any one-character change of a long string: the C++ parser and the numpy reference give the
+    same area, or both reject it."""
+    if gm.backend() != "cpp":
+        pytest.skip("needs the C++ extension")
+    good = _long_rle(seed)
+    s = good["counts"]
+    pos = data.draw(st.integers(0, len(s) - 1))
+    ch = data.draw(st.sampled_from([chr(c) for c in range(40, 120)]))
+    rle = {"size": good["size"], "counts": s[:pos] + ch + s[pos + 1:]}
+    results = []
+    for backend in ("cpp", "numpy"):
+        with use_backend(backend):
+            try:
+                results.append(("ok", int(gm.area(rle)), gm.to_bbox(rle).tolist()))
+            except InputError as exc:
+                results.append(("error", str(exc).split(":")[0]))
+    assert results[0][0] == results[1][0], results
+    if results[0][0] == "ok":
+        assert results[0] == results[1]

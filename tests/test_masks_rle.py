@@ -204,3 +204,34 @@ def test_empty_batches(backend):
         assert gm.iou([], []).shape == (0, 0)
         r = gm.encode(np.ones((2, 2), dtype=bool))
         assert gm.iou([r], []).shape == (1, 0)
+
+
+@st.composite
+def long_masks(draw) -> np.ndarray:
+    """bool [N, H, W] whose strings are thousands of characters with 1- to 5-character numbers:
+    noise patches (many short runs) in large empty or full areas (runs of 10^4..10^5 pixels)."""
+    n = draw(st.integers(1, 3))
+    h, w = draw(st.integers(100, 400)), draw(st.integers(100, 500))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    out = np.zeros((n, h, w), dtype=bool) if draw(st.booleans()) else np.ones((n, h, w), dtype=bool)
+    for i in range(n):
+        for _ in range(int(rng.integers(1, 4))):
+            ph, pw = int(rng.integers(12, 60)), int(rng.integers(12, 60))
+            y0, x0 = int(rng.integers(0, h - ph)), int(rng.integers(0, w - pw))
+            out[i, y0:y0 + ph, x0:x0 + pw] = rng.random((ph, pw)) < rng.uniform(0.2, 0.8)
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(ms=long_masks())
+def test_long_strings_match_pycocotools(backend, ms):
+    """The block parser (64 characters at a time) on long strings with long numbers."""
+    with use_backend(backend):
+        theirs = coco_encode(ms)
+        ours = gm.encode(ms)
+        assert counts_str(ours) == counts_str(theirs)
+        assert max(len(s) for s in counts_str(ours)) > 72
+        assert np.array_equal(gm.decode(ours), ms)
+        assert np.array_equal(gm.area(ours), coco.area(theirs).astype(np.int64))
+        assert np.array_equal(gm.to_bbox(ours), coco.toBbox(theirs))
+        assert counts_str([gm.merge(ours)]) == counts_str([coco.merge(theirs)])
