@@ -48,7 +48,12 @@ def scene_masks(image: np.ndarray, n: int) -> list[dict]:
 
     h, w = image.shape[:2]
     small = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    labels = felzenszwalb(small, scale=100, sigma=0.8, min_size=max(20, small.size // 3 // (4 * n)))
+    min_size = max(20, small.size // 3 // (4 * n))
+    for _ in range(8):  # finer segmentations until there are at least n segments
+        labels = felzenszwalb(small, scale=100, sigma=0.8, min_size=min_size)
+        if labels.max() + 1 >= n or min_size <= 5:
+            break
+        min_size = max(5, min_size // 2)
     labels = cv2.resize(labels.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
     ids, counts = np.unique(labels, return_counts=True)
     keep = ids[np.argsort(-counts)[:n]]
