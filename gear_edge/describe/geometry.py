@@ -88,10 +88,11 @@ def _position(cx: float, cy: float, w: int, h: int) -> tuple[str, str, str]:
     return word, ph, pv
 
 
-def _shape(crop: np.ndarray) -> dict:
-    """Shape attributes (scale-free) of a bool bbox crop."""
+def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
+    """Shape attributes (scale-free) of a bool bbox crop (``mom``: its ``cv2.moments`` if known)."""
     m8 = crop.view(np.uint8) if crop.dtype == np.bool_ else crop.astype(np.uint8)
-    mom = cv2.moments(m8, binaryImage=True)
+    if mom is None:
+        mom = cv2.moments(m8, binaryImage=True)
     area = mom["m00"]
     if area <= 0:
         return {"elongation": 1.0, "circularity": 0.0, "solidity": 0.0, "rectangularity": 0.0, "holes": 0,
@@ -223,14 +224,16 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
     rng = np.random.default_rng(0)
     pixels: list[np.ndarray] = []  # colour samples of every region, named in one batch below
     owners: list[int] = []
+    # Python numbers once for the whole batch (numpy scalars one at a time cost more than the work)
+    area_l, win_l, box_l, rank_l, step_l = areas.tolist(), win.tolist(), boxes.tolist(), rank.tolist(), steps.tolist()
     for i in range(n):
-        area = int(areas[i])
-        x0, y0, x1, y1 = (int(v) for v in win[i])
+        area = area_l[i]
+        x0, y0, x1, y1 = win_l[i]
         a: dict = {
             "area_px": area,
             "area_frac": round(area / (h * w), 6),
-            "bbox": [float(v) for v in boxes[i]],
-            "size_rank": int(rank[i]),
+            "bbox": box_l[i],
+            "size_rank": rank_l[i],
             "size": next(word for limit, word in SIZE_WORDS if area / (h * w) < limit),
         }
         attrs.append(a)
@@ -238,37 +241,43 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
             a.update(centroid=[0.0, 0.0], position="centre", position_h="centre", position_v="middle",
                      **_shape(np.zeros((1, 1), bool)))
             continue
-        step = int(steps[i])
+        step = step_l[i]
         mcrop = crops[i]
-        ys, xs = np.nonzero(mcrop)
-        if len(ys) == 0:  # thinner than the sampling step: sample every pixel of the window
+        mom = cv2.moments(mcrop.view(np.uint8), binaryImage=True)
+        if mom["m00"] == 0:  # thinner than the sampling step: sample every pixel of the window
             step = 1
             mcrop = gm.sample([rles[i]], win[i : i + 1], 1)[0]
-            ys, xs = np.nonzero(mcrop)
-        cx, cy = float(x0 + step * xs.mean() + 0.5), float(y0 + step * ys.mean() + 0.5)
+            mom = cv2.moments(mcrop.view(np.uint8), binaryImage=True)
+        # the centroid from the crop's moments (exact integer sums, as the mean of the pixel indices)
+        cx = float(x0 + step * (mom["m10"] / mom["m00"]) + 0.5)
+        cy = float(y0 + step * (mom["m01"] / mom["m00"]) + 0.5)
         pos, ph, pv = _position(cx, cy, w, h)
-        if len(ys) > COLOUR_SAMPLES:
-            sel = rng.choice(len(ys), COLOUR_SAMPLES, replace=False)
-            ys, xs = ys[sel], xs[sel]
+        flat = np.flatnonzero(mcrop)
+        if len(flat) > COLOUR_SAMPLES:
+            flat = flat[rng.choice(len(flat), COLOUR_SAMPLES, replace=False)]
+        ys, xs = np.divmod(flat, mcrop.shape[1])
         pixels.append(image[y0 + step * ys, x0 + step * xs])
         owners.append(i)
-        a.update(centroid=[round(cx, 2), round(cy, 2)], position=pos, position_h=ph, position_v=pv, **_shape(mcrop))
+        a.update(centroid=[round(cx, 2), round(cy, 2)], position=pos, position_h=ph, position_v=pv,
+                 **_shape(mcrop, mom))
     hists, brightness = colour_histograms(pixels, n_sets=len(pixels))
     texture = _textures(edge_job.result(), works)
     named = dict(zip(owners, range(len(owners))))
+    orders = np.argsort(-hists, axis=1, kind="stable").tolist()  # colour names by fraction, per region
+    hist_l, bright_l, texture_l = hists.tolist(), brightness.tolist(), texture.tolist()
     for i, a in enumerate(attrs):
         if i not in named:
             a.update(colours=[], colour="none", brightness=0.0, brightness_word="dark", texture=0.0, texture_word="plain")
             continue
-        hist, bright = hists[named[i]], float(brightness[named[i]])
-        order = np.argsort(-hist, kind="stable")
+        r = named[i]
+        hist, bright, order, tex = hist_l[r], bright_l[r], orders[r], texture_l[i]
         a.update(
-            colours=[[COLOUR_NAMES[c], round(float(hist[c]), 3)] for c in order if hist[c] >= MIN_COLOUR_FRAC],
-            colour=COLOUR_NAMES[int(order[0])],
+            colours=[[COLOUR_NAMES[c], round(hist[c], 3)] for c in order if hist[c] >= MIN_COLOUR_FRAC],
+            colour=COLOUR_NAMES[order[0]],
             brightness=round(bright, 3),
             brightness_word="dark" if bright < 0.35 else ("bright" if bright > 0.7 else "medium"),
-            texture=round(float(texture[i]), 3),
-            texture_word="textured" if texture[i] > TEXTURED else "plain",
+            texture=round(tex, 3),
+            texture_word="textured" if tex > TEXTURED else "plain",
         )
     return attrs, works, k
 
