@@ -254,3 +254,36 @@ def test_describe_scene_and_scene_text():
     assert scene_text(scene2).startswith("R7: ")
     # deterministic and JSON round trip
     assert scene_text(scene) == scene_text(type(scene).from_json(scene.to_json()))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")
+def test_describe_works_in_a_forked_child():
+    """The helper thread that overlaps image work is per process: a child forked after a describe
+    call (a worker pool, a robot supervisor) must not wait forever on the parent's dead thread."""
+    import os
+    import select
+
+    image = cv2.resize(skimage.data.coffee(), (320, 240))
+    masks = np.zeros((3, 240, 320), bool)
+    masks[0, 20:120, 30:150] = True
+    masks[1, 140:220, 40:300] = True
+    masks[2, 30:100, 200:300] = True
+    rles = gm.encode(masks)
+    expected = describe_regions(image, rles)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            ok = describe_regions(image, rles) == expected
+            os.write(w, b"same" if ok else b"diff")
+        finally:
+            os._exit(0)
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], 60)
+    if not ready:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("describe_regions hung in a forked child")
+    answer = os.read(r, 16)
+    os.waitpid(pid, 0)
+    assert answer == b"same"

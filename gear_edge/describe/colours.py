@@ -52,8 +52,16 @@ def name_pixels(lab: np.ndarray) -> np.ndarray:
     chromatic = (chroma >= _CHROMA_MIN) & (L >= 0.5 * _L_BLACK)
     if chromatic.any():
         c = lab[chromatic]
-        d = (c[:, None, 1] - _PROTO_LAB[None, :, 1]) ** 2 + (c[:, None, 2] - _PROTO_LAB[None, :, 2]) ** 2
-        d += (_L_WEIGHT * (c[:, None, 0] - _PROTO_LAB[None, :, 0])) ** 2
+        # d = (a - a_p)^2 + (b - b_p)^2 + (w (L - L_p))^2 per prototype, in place (3 temporaries, not 7)
+        d = c[:, None, 1] - _PROTO_LAB[None, :, 1]
+        np.square(d, out=d)
+        t = c[:, None, 2] - _PROTO_LAB[None, :, 2]
+        np.square(t, out=t)
+        d += t
+        np.subtract(c[:, None, 0], _PROTO_LAB[None, :, 0], out=t)
+        t *= _L_WEIGHT
+        np.square(t, out=t)
+        d += t
         out[chromatic] = _PROTO_INDEX[np.argmin(d, axis=1)]
     return out
 

@@ -27,8 +27,8 @@ for every pair where they hold.
 
 from __future__ import annotations
 
-import functools
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -104,9 +104,11 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
     # image y points down: negate the angle so it reads counter-clockwise from the x axis
     orientation = (-math.degrees(0.5 * math.atan2(2 * mu11, mu20 - mu02))) % 180.0
     contours, hierarchy = cv2.findContours(m8, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    outer = [c for c, hrow in zip(contours, hierarchy[0]) if hrow[3] < 0] if contours else []
+    parents = hierarchy[0][:, 3].tolist() if contours else []
+    outer = [c for c, parent in zip(contours, parents) if parent < 0]
+    hole_areas = [cv2.contourArea(c) for c, parent in zip(contours, parents) if parent >= 0]
     min_hole = max(2.0, 0.002 * area)
-    holes = sum(1 for c, hrow in zip(contours, hierarchy[0]) if hrow[3] >= 0 and cv2.contourArea(c) >= min_hole) if contours else 0
+    holes = sum(1 for a in hole_areas if a >= min_hole)
     perimeter = sum(cv2.arcLength(c, True) for c in outer)
     points = np.concatenate(outer) if outer else np.zeros((0, 1, 2), np.int32)
     if len(points) >= 3:
@@ -117,7 +119,7 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
     else:
         hull_area = rect_area = area
     # solidity / rectangularity describe the outline: holes are counted separately, not as dents
-    filled_area = area + sum(cv2.contourArea(c) for c, hrow in zip(contours, hierarchy[0]) if hrow[3] >= 0) if contours else area
+    filled_area = area + sum(hole_areas)
     circularity = min(1.0, 4 * math.pi * filled_area / perimeter**2) if perimeter > 0 else 1.0
     solidity = min(1.0, filled_area / hull_area) if hull_area > 0 else 1.0
     rectangularity = min(1.0, filled_area / rect_area) if rect_area > 0 else 1.0
@@ -171,10 +173,16 @@ def _textures(cells: np.ndarray, works: list[_Work]) -> np.ndarray:
     return np.where(inside >= 4, hits / np.maximum(inside, 1), 0.0)
 
 
-@functools.lru_cache(maxsize=1)
+_HELPER: tuple[int, ThreadPoolExecutor] | None = None
+
+
 def _helper() -> ThreadPoolExecutor:
-    """One background thread for GIL-free image work that overlaps the per-region Python loop."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="gear_edge-describe")
+    """A background thread for image work that is mostly GIL-free (OpenCV, large numpy ops) and
+    overlaps the per-region Python loop; one per process (a forked child gets its own)."""
+    global _HELPER
+    if _HELPER is None or _HELPER[0] != os.getpid():
+        _HELPER = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="gear_edge-describe"))
+    return _HELPER[1]
 
 
 _K3 = np.ones((3, 3), np.uint8)
@@ -224,6 +232,7 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
     rng = np.random.default_rng(0)
     pixels: list[np.ndarray] = []  # colour samples of every region, named in one batch below
     owners: list[int] = []
+    shape_todo: list[tuple[dict, np.ndarray, dict]] = []  # (attributes, crop, moments) measured after the loop
     # Python numbers once for the whole batch (numpy scalars one at a time cost more than the work)
     area_l, win_l, box_l, rank_l, step_l = areas.tolist(), win.tolist(), boxes.tolist(), rank.tolist(), steps.tolist()
     for i in range(n):
@@ -258,9 +267,14 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
         ys, xs = np.divmod(flat, mcrop.shape[1])
         pixels.append(image[y0 + step * ys, x0 + step * xs])
         owners.append(i)
-        a.update(centroid=[round(cx, 2), round(cy, 2)], position=pos, position_h=ph, position_v=pv,
-                 **_shape(mcrop, mom))
-    hists, brightness = colour_histograms(pixels, n_sets=len(pixels))
+        a.update(centroid=[round(cx, 2), round(cy, 2)], position=pos, position_h=ph, position_v=pv)
+        shape_todo.append((a, mcrop, mom))
+    # colour naming (Lab conversion and nearest prototypes: large GIL-free array work) on the helper
+    # thread while this one measures the shapes (OpenCV contours)
+    colour_job = _helper().submit(colour_histograms, pixels, n_sets=len(pixels))
+    for a, mcrop, mom in shape_todo:
+        a.update(_shape(mcrop, mom))
+    hists, brightness = colour_job.result()
     texture = _textures(edge_job.result(), works)
     named = dict(zip(owners, range(len(owners))))
     orders = np.argsort(-hists, axis=1, kind="stable").tolist()  # colour names by fraction, per region
@@ -368,6 +382,10 @@ def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], 
     touch_ij_b = touch  # b's pixels next to a
     touch_ji_a = _pair_count(packed["dilated"], packed["mask"], pj, pi)  # a's pixels next to b
     i_hull_j, j_hull_i = _pair_count(packed["mask"], packed["hull"], pi, pj), _pair_count(packed["mask"], packed["hull"], pj, pi)
+    # Python ints for the loop (numpy scalar arithmetic costs more than the decisions themselves)
+    counts, inter, touch, rings = counts.tolist(), inter.tolist(), touch.tolist(), rings.tolist()
+    i_in_j, j_in_i, i_hull_j, j_hull_i = i_in_j.tolist(), j_in_i.tolist(), i_hull_j.tolist(), j_hull_i.tolist()
+    touch_ij_b, touch_ji_a = touch, touch_ji_a.tolist()
     for q, (i, j) in enumerate(zip(pi.tolist(), pj.tolist())):
         a_in_b, b_in_a = i_in_j[q] / counts[i], j_in_i[q] / counts[j]
         if a_in_b >= INSIDE_FRAC and attrs[i]["area_px"] < attrs[j]["area_px"]:
@@ -408,18 +426,19 @@ def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], 
             elif b_hull_a >= OCCLUDE_HULL_FRAC and b_wrapped >= OCCLUDE_WRAP_FRAC and b_hull_a > a_hull_b:
                 add(j, "occludes", i, "occluded_by")
     ni, nj = np.nonzero(np.triu(near, 1))  # neighbour pairs i < j, row-major (the old double loop's order)
+    x0, x1, y0, y1, cent = x0.tolist(), x1.tolist(), y0.tolist(), y1.tolist(), cent.tolist()
     for i, j in zip(ni.tolist(), nj.tolist()):
         a, b = attrs[i], attrs[j]
         if a["area_px"] == 0 or b["area_px"] == 0:
             continue
         # directional relations: centroid order, unless the boxes largely overlap on that axis
         if _interval_overlap(x0[i], x1[i], x0[j], x1[j]) < 0.5:
-            if cent[i, 0] < cent[j, 0]:
+            if cent[i][0] < cent[j][0]:
                 add(i, "left_of", j, "right_of")
             else:
                 add(j, "left_of", i, "right_of")
         if _interval_overlap(y0[i], y1[i], y0[j], y1[j]) < 0.5:
-            if cent[i, 1] < cent[j, 1]:
+            if cent[i][1] < cent[j][1]:
                 add(i, "above", j, "below")
             else:
                 add(j, "above", i, "below")
