@@ -94,14 +94,25 @@ int64_t parse_long_number(const unsigned char* s, const unsigned char*& p, const
 
 namespace {
 
+// The number written in n = 1, 2 or 3 characters whose codes minus 48 are c0, c1, c2 (characters
+// past the n-th are ignored): 5-bit groups, lowest first, in 5n-bit two's complement. Selected
+// with conditional moves, not a branch on n.
+inline int64_t short_number(uint32_t c0, uint32_t c1, uint32_t c2, size_t n) {
+  const int64_t v1 = int64_t(c0 ^ 16u) - 16;
+  const int64_t v2 = int64_t(((c0 & 31u) | ((c1 & 31u) << 5)) ^ 512u) - 512;
+  const int64_t v3 = int64_t(((c0 & 31u) | ((c1 & 31u) << 5) | ((c2 & 31u) << 10)) ^ 16384u) - 16384;
+  return n == 3 ? v3 : (n == 2 ? v2 : v1);
+}
+
 // The fast parser, handing each run to emit(index, value). emit must be safe for any value (it
 // sees runs before validation finishes; on invalid input the caller's results are discarded).
 template <typename Emit>
 size_t parse_fast(const char* str, size_t len, uint64_t total, Emit&& emit) {
   // Numbers are 1, 2 or 3 characters long in roughly 45/35/20 proportions on real masks, so a
-  // branch on the length mispredicts constantly. Each step reads three characters and selects the
-  // 1-, 2- or 3-character value with conditional moves; longer numbers, invalid characters and
-  // the last two characters of the string take the (rare) validating slow path.
+  // branch on the length mispredicts constantly: lengths come from bit masks (blocks below) or
+  // from the continuation bits of three characters read at once (the scalar loop for the tail),
+  // and short_number selects the value; longer numbers, invalid characters and the last two
+  // characters of the string take the (rare) validating slow path.
   const unsigned char* s = reinterpret_cast<const unsigned char*>(str);
   uint64_t sum = 0;
   bool bad = false;
@@ -138,11 +149,7 @@ size_t parse_fast(const char* str, size_t len, uint64_t total, Emit&& emit) {
       const size_t n = end - p + 1;
       int64_t x;
       if (__builtin_expect(n <= 3, 1)) {
-        const uint32_t c0 = uint32_t(s[p]) - 48u, c1 = uint32_t(s[p + 1]) - 48u, c2 = uint32_t(s[p + 2]) - 48u;
-        const int64_t v1 = int64_t(c0 ^ 16u) - 16;
-        const int64_t v2 = int64_t(((c0 & 31u) | ((c1 & 31u) << 5)) ^ 512u) - 512;
-        const int64_t v3 = int64_t(((c0 & 31u) | ((c1 & 31u) << 5) | ((c2 & 31u) << 10)) ^ 16384u) - 16384;
-        x = n == 3 ? v3 : (n == 2 ? v2 : v1);
+        x = short_number(uint32_t(s[p]) - 48u, uint32_t(s[p + 1]) - 48u, uint32_t(s[p + 2]) - 48u, n);
       } else {
         const unsigned char* q = s + p;
         x = detail::parse_long_number(s, q, s + len, m);
@@ -160,11 +167,9 @@ size_t parse_fast(const char* str, size_t len, uint64_t total, Emit&& emit) {
       x = detail::parse_long_number(s, q, s + len, m);
       p = size_t(q - s);
     } else {
-      const int64_t v1 = int64_t(c0 ^ 16u) - 16;  // 5-bit two's complement
-      const int64_t v2 = int64_t(((c0 & 31u) | ((c1 & 31u) << 5)) ^ 512u) - 512;  // 10-bit
-      const int64_t v3 = int64_t(((c0 & 31u) | ((c1 & 31u) << 5) | ((c2 & 31u) << 10)) ^ 16384u) - 16384;
-      x = three ? v3 : (two ? v2 : v1);
-      p += 1 + two + three;
+      const size_t n = 1 + two + three;
+      x = short_number(c0, c1, c2, n);
+      p += n;
     }
     store(x);
   }

@@ -63,6 +63,7 @@ import numpy as np
 
 from export.onnx_graph import fold_shape_computations
 from export.parity import ParityError, check_all
+from export.sam2_decoder import decoder_class
 from gear_edge.engines.manifest_check import manifest_path_for, write_model_manifest
 from gear_edge.errors import GearEdgeError, InputError, MissingDependencyError
 from gear_edge.manifest import Manifest, sha256_file
@@ -580,8 +581,6 @@ def export_decoder(model, path: str | Path, *, check: bool = True, image: np.nda
 
     torch = _torch()
     path = Path(path)
-    from export.sam2_decoder import decoder_class
-
     dec_cls = decoder_class()
     b, p = 3, 2  # traced with sizes other than 1 so no axis is specialised
     args = (

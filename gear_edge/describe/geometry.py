@@ -222,11 +222,10 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
     win = np.stack([ib[:, 0], ib[:, 1], ib[:, 0] + ib[:, 2], ib[:, 1] + ib[:, 3]], axis=1)
     steps = np.maximum(1, np.ceil(np.maximum(ib[:, 2], ib[:, 3]) / SHAPE_SIDE)).astype(np.int64)
     crops = gm.sample(rles, win, steps)  # bbox crops sampled to <= SHAPE_SIDE: no full-size decode
-    # the image's edge map (cvtColor, resize, Canny: ~2 ms at 1080p, all without the GIL) is computed
-    # on a helper thread while this one samples the masks and builds the per-region work
-    gh, gw = -(-(h - k // 2) // k), -(-(w - k // 2) // k)  # the sample grid's shape
-    edge_job = _helper().submit(_edge_cells, image, gh, gw, k)
     grid = gm.sample(rles, np.tile([0, 0, w, h], (n, 1)), np.full(n, k), offset=k // 2)
+    # the image's edge map (cvtColor, resize, Canny: ~2 ms at 1080p, all without the GIL) is computed
+    # on a helper thread while this one builds the per-region work
+    edge_job = _helper().submit(_edge_cells, image, *grid[0].shape, k)
     works = [_work_masks(g) for g in grid]
     attrs: list[dict] = []
     rng = np.random.default_rng(0)
