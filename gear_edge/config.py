@@ -3,11 +3,18 @@
 ``load_config("default")`` loads a shipped profile; ``load_config("my.toml")`` a file (it may say
 ``profile = "sam2"`` to start from a shipped one); ``overrides`` (``{"deduce.mode": "direct"}``)
 change single keys. Unknown sections or keys are errors naming the key, so typos never pass silently.
+
+:data:`SCHEMA` is the one place for defaults and allowed values: every key is a :class:`Key` (type,
+default, allowed range or choices). Values are checked at load, so a bad number fails when the config
+is read (naming the key and the allowed range), not mid-mission; keys a file leaves out get their
+schema default (:meth:`Config.get`, :meth:`Config.section`).
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +28,179 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_UNSET: Any = object()
 
-SCHEMA: dict[str, dict[str, type | tuple]] = {
-    "runtime": {"threads": int},
-    "segment": {"kind": str},
-    "segment.classical": {"work_side": int, "scale": float, "sigma": float, "merge_threshold": float,
-                          "min_area_frac": float, "max_regions": int},
-    "segment.sam2": {"encoder": str, "decoder": str, "points_per_side": int, "points_per_batch": int,
-                     "pred_iou_thresh": float, "stability_score_thresh": float, "box_nms_thresh": float,
-                     "min_mask_region_area": int, "crop_n_layers": int},
-    "engines": {"backend": str, "providers": list, "plan_dir": str, "precision": str, "device_id": int},
-    "describe": {"ocr": bool, "captioner": str, "k_neighbours": int, "max_regions_text": int},
-    "deduce": {"mode": str, "model": str, "n_ctx": int, "seed": int, "max_cached_scenes": int},
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: ``type`` (bool / int / float / str / list), ``default``, and what is allowed.
+
+    ``lo`` / ``hi``: inclusive bounds for numbers (``lo_open`` makes ``lo`` exclusive); floats must be
+    finite. ``choices``: the allowed values (for a list: of each item). ``sha256``: a string that is
+    empty or 64 lowercase hex digits. ``items``: the type of a list's items; ``nonempty``: a list
+    needs at least one item.
+    """
+
+    type: type
+    default: Any
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    choices: tuple | None = None
+    sha256: bool = False
+    items: type | None = None
+    nonempty: bool = False
+    doc: str = ""
+
+    def allowed(self) -> str:
+        """The allowed values in words, for error messages ('an integer in [1, 256]')."""
+        if self.type is bool:
+            return "true or false"
+        if self.type is list:
+            what = f"a {'non-empty ' if self.nonempty else ''}list of {self.items.__name__ if self.items else 'values'}"
+            return what + (f" from {list(self.choices)}" if self.choices else "")
+        if self.choices:
+            return f"one of {list(self.choices)}"
+        if self.sha256:
+            return "empty or a sha256 (64 hex digits)"
+        if self.type is str:
+            return "a string"
+        noun = "an integer" if self.type is int else "a finite number"
+        if self.lo is None and self.hi is None:
+            return noun
+        lo = "-inf" if self.lo is None else _num(self.lo)
+        hi = "inf" if self.hi is None else _num(self.hi)
+        return f"{noun} in {'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}{']' if self.hi is not None else ')'}"
+
+    def check(self, value: Any, where: str) -> Any:
+        """``value`` converted to the key's type (int → float), or InputError naming ``where`` and what is allowed."""
+        bad = InputError(f"{where} must be {self.allowed()}, got {type(value).__name__} {value!r}")
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        if self.type in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad
+            if self.type is int and not isinstance(value, int):
+                raise bad
+            if self.type is float:
+                if not math.isfinite(value):
+                    raise bad
+                value = float(value)
+            if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+                raise bad
+            if self.hi is not None and value > self.hi:
+                raise bad
+            return value
+        if self.type is str:
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                raise bad
+            if self.sha256 and value:
+                value = value.strip().lower()
+                if not _SHA256.match(value):
+                    raise bad
+            return value
+        if self.type is list:
+            if not isinstance(value, (list, tuple)) or (self.nonempty and not value):
+                raise bad
+            if self.items is not None and not all(isinstance(v, self.items) and not isinstance(v, bool) for v in value):
+                raise bad
+            if self.choices and not all(v in self.choices for v in value):
+                raise bad
+            return list(value)
+        raise TypeError(f"unsupported key type {self.type!r}")  # pragma: no cover - schema bug
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
+
+
+_AREA = 1 << 30  # pixels: OpenCV's own decoder limit (CV_IO_MAX_IMAGE_PIXELS)
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "runtime": {
+        "threads": Key(int, 2, 1, 256, doc="CPU threads per stage (OCR, ONNX Runtime, llama.cpp)"),
+        "max_image_pixels": Key(int, 50_000_000, 1, _AREA,
+                                doc="largest image accepted (width x height, read from the header before decoding)"),
+        "allow_unverified_models": Key(bool, False, doc="load ONNX files that have no manifest (no sha256 check)"),
+    },
+    "segment": {"kind": Key(str, "classical", choices=("classical", "sam2"))},
+    "segment.classical": {
+        "work_side": Key(int, 384, 16, 8192, doc="px, longer side of the image the graph is built on"),
+        "scale": Key(float, 200.0, 0.0, 1e6, lo_open=True, doc="Felzenszwalb scale"),
+        "sigma": Key(float, 0.8, 0.0, 100.0, doc="Felzenszwalb Gaussian sigma (px of the work image)"),
+        "merge_threshold": Key(float, 12.0, 0.0, 1000.0, doc="Lab distance below which neighbours merge"),
+        "min_area_frac": Key(float, 0.004, 0.0, 0.5, doc="smallest region kept, fraction of the image"),
+        "max_regions": Key(int, 40, 1, 10_000),
+    },
+    "segment.sam2": {
+        "encoder": Key(str, "", doc="path of the exported SAM2 image encoder (.onnx or TensorRT plan)"),
+        "decoder": Key(str, "", doc="path of the exported SAM2 prompt decoder"),
+        "encoder_sha256": Key(str, "", sha256=True, doc="expected sha256 of the encoder file (empty: its manifest)"),
+        "decoder_sha256": Key(str, "", sha256=True, doc="expected sha256 of the decoder file (empty: its manifest)"),
+        "points_per_side": Key(int, 32, 1, 1024),
+        "points_per_batch": Key(int, 64, 1, 65_536),
+        "pred_iou_thresh": Key(float, 0.8, 0.0, 1.0),
+        "stability_score_thresh": Key(float, 0.95, 0.0, 1.0),
+        "box_nms_thresh": Key(float, 0.7, 0.0, 1.0),
+        "min_mask_region_area": Key(int, 0, 0, _AREA),
+        "crop_n_layers": Key(int, 0, 0, 4),
+    },
+    "engines": {
+        "backend": Key(str, "onnxruntime", choices=("onnxruntime", "tensorrt")),
+        "providers": Key(list, ["cpu"], items=str, nonempty=True, doc="execution providers in priority order"),
+        "plan_dir": Key(str, "", doc="TensorRT plans / engine cache folder"),
+        "precision": Key(str, "fp32", choices=("fp32", "fp16", "int8")),
+        "device_id": Key(int, 0, 0, 63),
+    },
+    "describe": {
+        "ocr": Key(bool, True),
+        "captioner": Key(str, "", doc="directory of an exported captioner; empty = none"),
+        "k_neighbours": Key(int, 4, 0, 256, doc="nearest regions each region is related to"),
+        "max_regions_text": Key(int, 40, 1, 10_000),
+    },
+    "deduce": {
+        "mode": Key(str, "program", choices=("program", "direct")),
+        "model": Key(str, "", doc="path of a GGUF; empty = the SmolLM2-135M manifest"),
+        "model_sha256": Key(str, "", sha256=True, doc="expected sha256 of deduce.model (required for a user GGUF "
+                                                      "unless runtime.allow_unverified_models)"),
+        "n_ctx": Key(int, 2048, 256, 131_072, doc="LLM context, tokens"),
+        "seed": Key(int, 0, 0, 2**32 - 1),
+        "max_cached_scenes": Key(int, 4, 0, 1024, doc="scene prefixes whose KV state is kept"),
+    },
 }
-CHOICES = {("segment", "kind"): ("classical", "sam2"), ("deduce", "mode"): ("program", "direct"),
-           ("engines", "backend"): ("onnxruntime", "tensorrt"), ("engines", "precision"): ("fp32", "fp16", "int8")}
+# kept for callers of the old layout: the allowed choices per (section, key)
+CHOICES = {(s, k): spec.choices for s, keys in SCHEMA.items() for k, spec in keys.items() if spec.choices and spec.type is str}
+
+
+def spec(section: str, key: str) -> Key:
+    """The :class:`Key` of ``[section] key`` (InputError naming it when there is none)."""
+    if section not in SCHEMA:
+        raise InputError(f"unknown config section [{section}] (known: {', '.join(sorted(SCHEMA))})")
+    if key not in SCHEMA[section]:
+        raise InputError(f"unknown key '{key}' in [{section}] (known: {', '.join(sorted(SCHEMA[section]))})")
+    return SCHEMA[section][key]
+
+
+def default(section: str, key: str) -> Any:
+    """The schema default of ``[section] key`` (a copy, so lists can be changed safely)."""
+    return copy.deepcopy(spec(section, key).default)
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    """Every section with every key at its default."""
+    return {s: {k: copy.deepcopy(v.default) for k, v in keys.items()} for s, keys in SCHEMA.items()}
+
+
+def check_value(section: str, key: str, value: Any, source: str = "config") -> Any:
+    """``value`` checked against the schema (converted int → float where the key is a float)."""
+    try:
+        want = spec(section, key)
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    return want.check(value, f"{source}: [{section}] {key}")
 
 
 def profiles() -> list[str]:
@@ -44,17 +209,30 @@ def profiles() -> list[str]:
 
 @dataclass
 class Config:
-    """A validated configuration: ``sections['deduce']['mode']`` etc.; ``source`` says where it came from."""
+    """A validated configuration: ``sections['deduce']['mode']`` etc.; ``source`` says where it came from.
+
+    Loaded configs hold every schema key (missing ones at their default).
+    """
 
     sections: dict[str, dict[str, Any]]
     source: str
     base_dir: Path = field(default_factory=Path.cwd)
 
-    def get(self, section: str, key: str, default: Any = None) -> Any:
-        return self.sections.get(section, {}).get(key, default)
+    def get(self, section: str, key: str, default: Any = _UNSET) -> Any:
+        """The value of ``[section] key``; when unset: ``default`` if given, else the schema default."""
+        values = self.sections.get(section, {})
+        if key in values:
+            return values[key]
+        if default is not _UNSET:
+            return default
+        known = SCHEMA.get(section, {}).get(key)
+        return copy.deepcopy(known.default) if known is not None else None
 
     def section(self, name: str) -> dict[str, Any]:
-        return dict(self.sections.get(name, {}))
+        """``[name]`` as a dict: the schema defaults of the section updated with the set values."""
+        out = {k: copy.deepcopy(v.default) for k, v in SCHEMA.get(name, {}).items()}
+        out.update(self.sections.get(name, {}))
+        return out
 
     def path(self, section: str, key: str) -> Path | None:
         """A path value resolved against the config file's directory (None if empty)."""
@@ -79,6 +257,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, A
 
 
 def _check(sections: dict[str, dict[str, Any]], source: str) -> None:
+    """Checks every value in place (int → float where the key is a float); InputError names the first bad key."""
     for sec, values in sections.items():
         if sec == "":
             raise InputError(f"{source}: top-level keys {sorted(values)} are not allowed (put them in a [section])")
@@ -87,25 +266,37 @@ def _check(sections: dict[str, dict[str, Any]], source: str) -> None:
         for key, value in values.items():
             if key not in SCHEMA[sec]:
                 raise InputError(f"{source}: unknown key '{key}' in [{sec}] (known: {', '.join(sorted(SCHEMA[sec]))})")
-            want = SCHEMA[sec][key]
-            ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
-            if want is float and isinstance(value, int) and not isinstance(value, bool):
-                values[key] = float(value)
-                ok = True
-            if not ok:
-                raise InputError(f"{source}: [{sec}] {key} must be {want.__name__}, got {type(value).__name__} {value!r}")
-            choices = CHOICES.get((sec, key))
-            if choices and value not in choices:
-                raise InputError(f"{source}: [{sec}] {key} must be one of {choices}, got {value!r}")
+            values[key] = SCHEMA[sec][key].check(value, f"{source}: [{sec}] {key}")
+
+
+def _complete(sections: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = defaults()
+    for sec, values in sections.items():
+        out.setdefault(sec, {}).update(values)
+    return out
 
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"config {path} does not exist (shipped profiles: {', '.join(profiles())})") from None
+    except IsADirectoryError:
+        raise InputError(f"config {path} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise InputError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config {path} is not a TOML text file (byte {exc.start} is not UTF-8)") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"config {path} is not valid TOML: {exc}") from None
+    if not data:
+        raise InputError(f"config {path} is empty (it sets no keys); write profile = \"default\" in it to start "
+                         f"from a shipped profile ({', '.join(profiles())})")
+    return data
 
 
 def _parse_override(key: str, raw: Any) -> Any:
@@ -118,6 +309,9 @@ def _parse_override(key: str, raw: Any) -> Any:
 
 
 def load_config(path_or_profile: str | Path = "default", overrides: Mapping[str, Any] | None = None) -> Config:
+    """A checked :class:`Config` from a shipped profile name or a TOML file, then ``overrides``."""
+    if not isinstance(path_or_profile, (str, Path)):
+        raise InputError(f"config must be a profile name or a TOML path, got {type(path_or_profile).__name__}")
     name = str(path_or_profile)
     path = Path(name)
     if path.suffix != ".toml" and (PROFILES_DIR / f"{name}.toml").is_file():
@@ -126,19 +320,18 @@ def load_config(path_or_profile: str | Path = "default", overrides: Mapping[str,
         data, base, source = _read(path), path.resolve().parent, str(path)
         parent = data.pop("profile", None)
         if parent is not None:
-            if not (PROFILES_DIR / f"{parent}.toml").is_file():
+            if not isinstance(parent, str) or not (PROFILES_DIR / f"{parent}.toml").is_file():
                 raise InputError(f"{path}: profile = {parent!r} is not a shipped profile ({', '.join(profiles())})")
             merged = _flatten(_read(PROFILES_DIR / f"{parent}.toml"))
             for sec, values in _flatten(data).items():
                 merged.setdefault(sec, {}).update(values)
-            sections = merged
-            _check(sections, source)
-            return _apply(Config(sections, source, base), overrides)
+            _check(merged, source)
+            return _apply(Config(_complete(merged), source, base), overrides)
     else:
         raise InputError(f"no profile or config file named {name!r} (shipped profiles: {', '.join(profiles())})")
     sections = _flatten(data)
     _check(sections, source)
-    return _apply(Config(sections, source, base), overrides)
+    return _apply(Config(_complete(sections), source, base), overrides)
 
 
 def _apply(cfg: Config, overrides: Mapping[str, Any] | None) -> Config:
@@ -146,7 +339,7 @@ def _apply(cfg: Config, overrides: Mapping[str, Any] | None) -> Config:
         return cfg
     sections = copy.deepcopy(cfg.sections)
     for dotted, raw in overrides.items():
-        if "." not in dotted:
+        if not isinstance(dotted, str) or "." not in dotted:
             raise InputError(f"override {dotted!r} must be section.key=value (e.g. deduce.mode=direct)")
         sec, key = dotted.rsplit(".", 1)
         sections.setdefault(sec, {})[key] = _parse_override(dotted, raw)
