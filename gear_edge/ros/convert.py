@@ -35,15 +35,18 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data: bytes 
     return np.ascontiguousarray(rows[..., 2::-1])  # bgra8
 
 
-def compressed_to_rgb(fmt: str, data: bytes | bytearray | memoryview) -> np.ndarray:
-    """RGB uint8 from a sensor_msgs/CompressedImage (jpeg / png)."""
-    buf = np.frombuffer(memoryview(data), dtype=np.uint8)
-    if buf.size == 0:
+def compressed_to_rgb(fmt: str, data: bytes | bytearray | memoryview, max_pixels: int | None = None) -> np.ndarray:
+    """RGB uint8 from a sensor_msgs/CompressedImage, through the one image decoder
+    (:func:`gear_edge.io.decode_image`: EXIF orientation applied, pixel cap checked from the header)."""
+    from gear_edge.io import decode_image
+
+    n = len(memoryview(data).cast("B"))
+    if n == 0:
         raise InputError("compressed image has no data")
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"cannot decode compressed image (format {fmt!r}, {buf.size} bytes)")
-    return np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    try:
+        return decode_image(data, where=f"the data (format {fmt!r}, {n} bytes)", max_pixels=max_pixels)
+    except InputError as exc:
+        raise InputError(f"cannot decode compressed image: {exc}") from None
 
 
 def mono8_fields(mask: np.ndarray) -> tuple[int, int, int, bytes]:
