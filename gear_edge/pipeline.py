@@ -21,7 +21,7 @@ from gear_edge.config import Config, load_config
 from gear_edge.crops import check_image
 from gear_edge.describe.scene import describe_scene
 from gear_edge.errors import InputError
-from gear_edge.types import RLE, Answer, Region, Scene
+from gear_edge.types import RLE, Answer, Region, Scene, targets_3d
 
 
 class GearSeg:
@@ -144,6 +144,8 @@ class GearSeg:
             raise InputError(f"scene must be a gear_edge.types.Scene (from perceive), got {type(scene).__name__}")
         t0 = time.perf_counter()
         answer = self.deducer.deduce(scene, query)
+        if answer.centroid_3d is None:  # where the targets are, for a robot (None without depth)
+            answer.centroid_3d, answer.box_3d = targets_3d(scene, answer.targets)
         answer.timings["ask"] = (time.perf_counter() - t0) * 1e3
         return answer
 

@@ -2,6 +2,8 @@
 
 Conventions: masks are COCO RLE dicts ``{"size": [h, w], "counts": str}``; boxes are XYWH floats in
 pixels; times are milliseconds; region ids are small non-negative ints, unique within a Scene.
+3D quantities are in metres in the camera optical frame (x right, y down, z forward: the frame of
+``sensor_msgs/CameraInfo``), present only when ``perceive`` was given depth and intrinsics.
 """
 
 from __future__ import annotations
@@ -14,13 +16,101 @@ from gear_edge.errors import InputError
 
 RLE = dict  # {"size": [h, w], "counts": str}
 
+ROLES = ("object", "support", "background")
+"""Region roles: ``object`` (a thing a robot may be asked for), ``support`` (the surface objects rest
+on: the table top, a shelf) or ``background`` (walls, floor beyond reach, anything else behind).
+Deduction ranges over ``object`` regions unless the query names the support or the background."""
+
+
+def _vec3(v, what: str) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(x) for x in v)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be 3 numbers, got {v!r}") from None
+    if len(out) != 3:
+        raise InputError(f"{what} must be 3 numbers, got {len(out)}")
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Box3D:
+    """An oriented 3D box in the camera optical frame (metres).
+
+    ``rotation`` is a 3x3 rotation matrix (row-major nested tuples) whose columns are the box's axes
+    in camera coordinates; ``size`` is the full extent along those columns. A point p of the box
+    satisfies ``|R^T (p - center)| <= size / 2`` component-wise. When a support plane is known the
+    third column is the plane's upward normal (so ``size[2]`` is the height).
+    """
+
+    center: tuple[float, float, float]
+    size: tuple[float, float, float]
+    rotation: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"center": list(self.center), "size": list(self.size), "rotation": [list(r) for r in self.rotation]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Box3D":
+        if not isinstance(d, dict):
+            raise InputError(f"box_3d must be a dict with center/size/rotation, got {type(d).__name__}")
+        try:
+            rot = d["rotation"]
+            if len(rot) != 3:
+                raise InputError(f"box_3d.rotation must be 3x3, got {len(rot)} rows")
+            return cls(_vec3(d["center"], "box_3d.center"), _vec3(d["size"], "box_3d.size"),
+                       tuple(_vec3(r, "box_3d.rotation row") for r in rot))  # type: ignore[arg-type]
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"box_3d: malformed ({exc!r})") from None
+
+    def corners(self):
+        """float64 [8, 3] corner points (camera frame, metres)."""
+        import numpy as np
+
+        r = np.asarray(self.rotation, np.float64)
+        signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], np.float64)
+        return np.asarray(self.center) + (signs * (np.asarray(self.size) / 2)) @ r.T
+
+
+@dataclass(frozen=True)
+class Geometry3D:
+    """A region's 3D attributes from depth (camera optical frame, metres).
+
+    ``centroid_m``: centre of the region's 3D box (robust to depth noise, the points' trimmed extent);
+    ``box``: its oriented 3D box; ``distance_m``: |centroid_m| from the camera centre;
+    ``height_above_support_m``: highest point above the support plane (None without a plane, 0 for the
+    support itself); ``n_points``: valid depth pixels it was measured from (holes excluded).
+    """
+
+    centroid_m: tuple[float, float, float]
+    box: Box3D
+    distance_m: float
+    height_above_support_m: float | None = None
+    n_points: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"centroid_m": list(self.centroid_m), "box": self.box.to_dict(), "distance_m": self.distance_m,
+                "height_above_support_m": self.height_above_support_m, "n_points": self.n_points}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Geometry3D":
+        if not isinstance(d, dict):
+            raise InputError(f"geometry_3d must be a dict, got {type(d).__name__}")
+        try:
+            h = d.get("height_above_support_m")
+            return cls(_vec3(d["centroid_m"], "geometry_3d.centroid_m"), Box3D.from_dict(d["box"]),
+                       float(d["distance_m"]), None if h is None else float(h), int(d.get("n_points", 0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"geometry_3d: malformed ({exc!r})") from None
+
 
 @dataclass
 class Region:
     """One segment of a scene.
 
     ``attributes`` holds the exact, mask-derived attributes (see ``gear_edge.describe.geometry``);
-    ``caption`` the captioner's text (None without a captioner); ``text`` the OCR strings read inside it.
+    ``caption`` the captioner's text (None without a captioner); ``text`` the OCR strings read inside it;
+    ``role`` one of :data:`ROLES` (``gear_edge.describe.roles`` assigns it for every segmenter);
+    ``geometry_3d`` its 3D attributes when the scene was perceived with depth, else None.
     """
 
     id: int
@@ -32,10 +122,13 @@ class Region:
     attributes: dict[str, Any] = field(default_factory=dict)
     caption: str | None = None
     text: list[str] = field(default_factory=list)
+    role: str = "object"
+    geometry_3d: Geometry3D | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["bbox"] = [float(v) for v in self.bbox]
+        d["geometry_3d"] = None if self.geometry_3d is None else self.geometry_3d.to_dict()
         return d
 
     def bitmap(self):
@@ -57,9 +150,17 @@ class Region:
                 attributes=dict(d.get("attributes") or {}),
                 caption=d.get("caption"),
                 text=list(d.get("text") or []),
+                role=_role(d.get("role", "object"), d.get("id", "?")),
+                geometry_3d=None if d.get("geometry_3d") is None else Geometry3D.from_dict(d["geometry_3d"]),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise InputError(f"region {d.get('id', '?') if isinstance(d, dict) else '?'}: malformed ({exc!r})") from None
+
+
+def _role(role: Any, rid: Any) -> str:
+    if role not in ROLES:
+        raise InputError(f"region {rid}: role must be one of {list(ROLES)}, got {role!r}")
+    return str(role)
 
 
 @dataclass(frozen=True)
@@ -76,13 +177,19 @@ class Relation:
 
 @dataclass
 class Scene:
-    """Everything perceived in one image: regions, their relations, timings (ms per stage)."""
+    """Everything perceived in one image: regions, their relations, timings (ms per stage).
+
+    ``support_plane``: (a, b, c, d) of the support surface ``a x + b y + c z + d = 0`` in the camera
+    optical frame (metres), (a, b, c) a unit normal pointing from the surface towards the camera;
+    None when perceived without depth.
+    """
 
     image_size: tuple[int, int]  # (h, w)
     regions: list[Region]
     relations: list[Relation] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    support_plane: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         ids = [r.id for r in self.regions]
@@ -109,6 +216,7 @@ class Scene:
             "relations": [rel.to_list() for rel in self.relations],
             "timings": dict(self.timings),
             "meta": dict(self.meta),
+            "support_plane": None if self.support_plane is None else [float(v) for v in self.support_plane],
         }
 
     def to_json(self, **kw) -> str:
@@ -124,12 +232,21 @@ class Scene:
                 raise InputError(f"scene relation {i} must be [subject, predicate, object], got {rel!r}")
             rels.append(Relation(int(rel[0]), str(rel[1]), int(rel[2])))
         h, w = d["image_size"]
+        plane = d.get("support_plane")
+        if plane is not None:
+            try:
+                plane = tuple(float(v) for v in plane)
+            except (TypeError, ValueError):
+                raise InputError(f"scene support_plane must be 4 numbers [a, b, c, d], got {plane!r}") from None
+            if len(plane) != 4:
+                raise InputError(f"scene support_plane must be 4 numbers [a, b, c, d], got {len(plane)}")
         return cls(
             image_size=(int(h), int(w)),
             regions=[Region.from_dict(r) for r in d["regions"]],
             relations=rels,
             timings=dict(d.get("timings") or {}),
             meta=dict(d.get("meta") or {}),
+            support_plane=plane,  # type: ignore[arg-type]
         )
 
     @classmethod
@@ -150,7 +267,12 @@ class LogicStep:
 
 @dataclass
 class Answer:
-    """The result of a query: target ids, their merged mask, the logic chain and accounting."""
+    """The result of a query: target ids, their merged mask, the logic chain and accounting.
+
+    ``centroid_3d`` / ``box_3d``: where the target(s) are in the camera optical frame (metres), from
+    the targets' :class:`Geometry3D` (point-weighted mean centroid; one box enclosing all targets'
+    boxes); None without depth or without a target. Filled by ``GearSeg.ask`` (:func:`targets_3d`).
+    """
 
     query: str
     targets: list[int]
@@ -160,9 +282,14 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    centroid_3d: tuple[float, float, float] | None = None
+    box_3d: Box3D | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["centroid_3d"] = None if self.centroid_3d is None else [float(v) for v in self.centroid_3d]
+        d["box_3d"] = None if self.box_3d is None else self.box_3d.to_dict()
+        return d
 
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), **kw)
@@ -179,6 +306,8 @@ class Answer:
                 prompt_tokens=int(d.get("prompt_tokens", 0)),
                 completion_tokens=int(d.get("completion_tokens", 0)),
                 timings=dict(d.get("timings") or {}),
+                centroid_3d=None if d.get("centroid_3d") is None else _vec3(d["centroid_3d"], "answer centroid_3d"),
+                box_3d=None if d.get("box_3d") is None else Box3D.from_dict(d["box_3d"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"answer: malformed ({exc!r})") from None
@@ -194,3 +323,28 @@ class Answer:
         if image_size is None:
             raise InputError("this answer has no target mask; pass image_size=(h, w) for an empty bitmap")
         return np.zeros(tuple(image_size), dtype=bool)
+
+
+def targets_3d(scene: Scene, targets: list[int]) -> tuple[tuple[float, float, float] | None, Box3D | None]:
+    """(centroid_3d, box_3d) of ``targets`` from their regions' Geometry3D (see :class:`Answer`).
+
+    One target: its centroid and box. Several: the centroids' mean weighted by valid points, and the
+    box in the first target's axes enclosing every target box's corners. (None, None) when no target
+    has 3D attributes.
+    """
+    import numpy as np
+
+    geos = [scene.region(t).geometry_3d for t in targets if t in scene.ids]
+    geos = [g for g in geos if g is not None]
+    if not geos:
+        return None, None
+    if len(geos) == 1:
+        return geos[0].centroid_m, geos[0].box
+    wts = np.array([max(1, g.n_points) for g in geos], np.float64)
+    cen = (np.array([g.centroid_m for g in geos]) * wts[:, None]).sum(0) / wts.sum()
+    rot = np.asarray(geos[0].box.rotation, np.float64)
+    local = np.concatenate([g.box.corners() for g in geos]) @ rot  # corners in the first box's axes
+    lo, hi = local.min(0), local.max(0)
+    center = rot @ ((lo + hi) / 2)
+    box = Box3D(tuple(float(v) for v in center), tuple(float(v) for v in hi - lo), geos[0].box.rotation)  # type: ignore[arg-type]
+    return tuple(float(v) for v in cen), box  # type: ignore[return-value]

@@ -10,8 +10,9 @@ import numpy as np
 import gear_edge.masks as gm
 from gear_edge.crops import check_image
 from gear_edge.describe.geometry import describe_regions
+from gear_edge.describe.roles import assign_roles
 from gear_edge.errors import InputError
-from gear_edge.types import RLE, Region, Scene
+from gear_edge.types import RLE, ROLES, Region, Scene
 
 
 class TextReader(Protocol):
@@ -51,11 +52,14 @@ def describe_scene(
     ocr: TextReader | None = None,
     captioner: RegionCaptioner | None = None,
     k_neighbours: int = 4,
+    roles: Sequence[str] | None = None,
 ) -> Scene:
-    """Builds a Scene: exact attributes + relations always; OCR text and captions when given.
+    """Builds a Scene: exact attributes + relations + roles always; OCR text and captions when given.
 
-    ``masks``: RLE dicts, bool ``[N, H, W]`` or Regions (ids, scores kept). Timings (ms) per part go
-    into ``scene.timings`` as ``describe.geometry`` / ``describe.ocr`` / ``describe.captions``.
+    ``masks``: RLE dicts, bool ``[N, H, W]`` or Regions (ids, scores kept). ``roles``: one per region
+    (e.g. from depth); None = :func:`gear_edge.describe.roles.assign_roles` from masks and colour.
+    Timings (ms) per part go into ``scene.timings`` as ``describe.geometry`` / ``describe.roles`` /
+    ``describe.ocr`` / ``describe.captions``.
     """
     image = check_image(image)
     h, w = image.shape[:2]
@@ -66,6 +70,16 @@ def describe_scene(
     timings["describe.geometry"] = (time.perf_counter() - t0) * 1e3
     for r, a in zip(regions, attrs):
         r.attributes = a
+    t0 = time.perf_counter()
+    if roles is None:
+        roles = assign_roles(image, [r.rle for r in regions])
+    elif len(roles) != len(regions):
+        raise InputError(f"got {len(roles)} roles for {len(regions)} regions")
+    for r, role in zip(regions, roles):
+        if role not in ROLES:
+            raise InputError(f"region {r.id}: role must be one of {list(ROLES)}, got {role!r}")
+        r.role = role
+    timings["describe.roles"] = (time.perf_counter() - t0) * 1e3
     if ocr is not None and regions:
         t0 = time.perf_counter()
         rles = [r.rle for r in regions]

@@ -3,6 +3,11 @@
 Example line::
 
     R3: small red elongated object, bottom-left; caption "a pair of scissors"; text "FRAGILE"; on top of R1; left of R5
+    R1: huge brown support surface, bottom; ...
+    R4: small blue round object, centre, 0.84 m away, 7 cm tall; on top of R1
+
+The noun is the region's role (``object`` / ``support surface`` / ``background``); the distance and
+height appear when the scene was perceived with depth (``Region.geometry_3d``).
 
 Regions are capped (``max_regions``, the largest / best-scoring first) and the number dropped is
 stated in a final line, so the prompt length is bounded by ``max_regions * max_line_chars``.
@@ -39,17 +44,27 @@ def _clean(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+ROLE_NOUNS = {"object": "object", "support": "support surface", "background": "background"}
+
+
 def region_phrase(region: Region) -> str:
-    """'small red elongated object, bottom-left' from the region's exact attributes."""
+    """'small red elongated object, bottom-left' from the region's exact attributes and role
+    (plus ', 0.84 m away, 7 cm tall' with 3D attributes)."""
     a = region.attributes
     words = [a.get("size", ""), a.get("colour", "")]
     shape = [w for w in a.get("shape", []) if w != "has holes"]
-    words += shape[:1]
-    phrase = " ".join(w for w in words if w and w != "none") + " object"
-    if "has holes" in a.get("shape", []):
+    if region.role == "object":
+        words += shape[:1]
+    phrase = " ".join(w for w in words if w and w != "none") + " " + ROLE_NOUNS.get(region.role, "object")
+    if "has holes" in a.get("shape", []) and region.role == "object":
         phrase += " with holes"
     if a.get("position"):
         phrase += f", {a['position']}"
+    g = region.geometry_3d
+    if g is not None:
+        phrase += f", {g.distance_m:.2f} m away"
+        if g.height_above_support_m is not None and region.role == "object":
+            phrase += f", {100 * g.height_above_support_m:.0f} cm tall"
     return phrase.strip()
 
 
