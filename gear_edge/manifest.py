@@ -43,9 +43,13 @@ class Manifest:
     def load(cls, path: str | os.PathLike) -> "Manifest":
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise InputError(f"model manifest {path} does not exist") from None
+        except IsADirectoryError:
+            raise InputError(f"model manifest {path} is a directory, not a TOML file") from None
+        except UnicodeDecodeError:
+            raise InputError(f"model manifest {path} is not a TOML text file (not UTF-8)") from None
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"model manifest {path} is not valid TOML: {exc}") from None
         missing = [k for k in _REQUIRED if k not in data]
@@ -107,3 +111,55 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike, sha256: str, what: str = "model") -> Path:
+    """Checks that the file at ``path`` has the given sha256 (cached per file state); returns the path.
+
+    ``what`` names the setting in the error (e.g. ``deduce.model_sha256``)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{what}: model file {path} does not exist") from None
+    if not path.is_file():
+        raise InputError(f"{what}: {path} is not a file")
+    want = sha256.strip().lower()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if _verified.get(key) != want:
+        digest = sha256_file(path)
+        if digest != want:
+            raise InputError(f"{what}: {path} has sha256 {digest} but {want} was expected; "
+                             "the file is corrupted, tampered with or a different model")
+        _verified[key] = digest
+    return path
+
+
+def check_model_file(path: str | os.PathLike, what: str, *, sha256: str = "", allow_unverified: bool = False,
+                     manifest_path: str | os.PathLike | None = None, sha_setting: str | None = None) -> str:
+    """Verifies a user-supplied model file before use; returns how: ``"sha256"``, ``"manifest"`` or
+    ``"unverified"``.
+
+    ``sha256`` (the config's ``<what>_sha256``) wins; else the manifest next to the file
+    (``manifest_path``, default ``<stem>.toml``) is checked; else the file is refused unless
+    ``allow_unverified`` (``runtime.allow_unverified_models``). ``what`` names the setting in errors,
+    ``sha_setting`` where its sha256 is given (default ``<what>_sha256``).
+    """
+    sha_setting = sha_setting or f"{what}_sha256"
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} = {path} does not exist" if not path.exists() else f"{what} = {path} is not a file")
+    if sha256:
+        verify_sha256(path, sha256, sha_setting)
+        return "sha256"
+    mp = Path(manifest_path) if manifest_path is not None else path.with_suffix(".toml")
+    if mp.is_file():
+        Manifest.load(mp).verify(path)
+        return "manifest"
+    if allow_unverified:
+        return "unverified"
+    raise InputError(
+        f"{what} = {path} cannot be verified: it has no manifest ({mp.name} next to it) and {sha_setting} is "
+        f"not set; set {sha_setting} to the file's sha256 (sha256sum {path.name}), write its manifest, or set "
+        "runtime.allow_unverified_models = true to load it unchecked"
+    )

@@ -85,9 +85,11 @@ class GearSeg:
         if self._llm is None:
             from gear_edge.deduce.llm import LocalLLM
 
-            model = self.config.path("deduce", "model")
+            model, verified = self._user_llm()
             self._llm = LocalLLM(
                 model_path=model,
+                sha256=verified.get("sha256"),
+                manifest=verified.get("manifest"),
                 n_ctx=int(self.config.get("deduce", "n_ctx", 2048)),
                 threads=self.threads,
                 seed=int(self.config.get("deduce", "seed", 0)),
@@ -108,18 +110,38 @@ class GearSeg:
 
                 # the LLM loads only when a query needs it (most are parsed without it), but a
                 # configured GGUF that is not there is a configuration error now, not mid-mission
-                model = self.config.path("deduce", "model")
-                if model is not None and not model.is_file():
-                    raise InputError(f"deduce.model: GGUF file {model} does not exist; fix the path or leave "
-                                     "deduce.model empty for the default SmolLM2-135M")
+                self._user_llm()
                 self._deducer = ProgramDeducer(llm=lambda: self.llm, threads=self.threads)
         return self._deducer
+
+    def _user_llm(self) -> tuple[Path | None, dict[str, Any]]:
+        """``deduce.model`` checked before use (``deduce.model_sha256``, the manifest next to it, or
+        ``runtime.allow_unverified_models``) and the LocalLLM arguments that verify it again at load."""
+        model = self.config.path("deduce", "model")
+        if model is None:
+            return None, {}
+        if not model.is_file():
+            raise InputError(f"deduce.model: GGUF file {model} does not exist; fix the path or leave "
+                             "deduce.model empty for the default SmolLM2-135M")
+        from gear_edge.manifest import check_model_file
+
+        sha = self.config.get("deduce", "model_sha256") or ""
+        how = check_model_file(model, "deduce.model", sha256=sha,
+                               allow_unverified=bool(self.config.get("runtime", "allow_unverified_models")))
+        if how == "sha256":
+            return model, {"sha256": sha}
+        if how == "manifest":
+            return model, {"manifest": model.with_suffix(".toml")}
+        return model, {}
 
     # ---- stages -------------------------------------------------------------------------------
 
     def perceive(self, image: np.ndarray, masks: Sequence[RLE] | Sequence[Region] | np.ndarray | None = None) -> Scene:
         """Regions (own segmenter, or the caller's masks), exact attributes, relations, OCR text, captions."""
         image = check_image(image)
+        from gear_edge.io import check_pixels
+
+        check_pixels(image.shape, self.config.get("runtime", "max_image_pixels"), "the image")
         t0 = time.perf_counter()
         if masks is None:
             regions = self.segmenter.segment(image)

@@ -319,20 +319,45 @@ def test_unavailable_provider_is_a_precise_missing_dependency(model):
 
 
 def test_factory_onnxruntime_backend_from_config(model):
-    cfg = load_config("sam2", {"runtime.threads": 1})
+    cfg = load_config("sam2", {"runtime.threads": 1, "runtime.allow_unverified_models": True})
     settings = engine_settings(cfg)
     assert settings["backend"] == "onnxruntime" and settings["providers"] == ("cpu",) and settings["threads"] == 1
     eng = engine_from_config(model, cfg)
     assert isinstance(eng, OnnxEngine) and eng.providers == ["CPUExecutionProvider"]
     assert eng.session.get_session_options().intra_op_num_threads == 1
     np.testing.assert_allclose(eng.run(_feeds())["scaled"], 2 * _feeds()["a"])
-    eng2 = engine_from_config(model, {"engines": {"backend": "onnxruntime", "providers": ["cpu"]}, "runtime": {"threads": 2}})
+    eng2 = engine_from_config(model, {"engines": {"backend": "onnxruntime", "providers": ["cpu"]},
+                                      "runtime": {"threads": 2, "allow_unverified_models": True}})
     assert eng2.session.get_session_options().intra_op_num_threads == 2
+
+
+def test_factory_refuses_unverifiable_models_unless_allowed(model):
+    from gear_edge.manifest import sha256_file
+
+    cfg = load_config("sam2")
+    with pytest.raises(InputError, match=r"model tiny.onnx = .*tiny.onnx cannot be verified: it has no manifest "
+                                         r"\(tiny.toml next to it\).*runtime.allow_unverified_models = true"):
+        engine_from_config(model, cfg)
+    with pytest.raises(InputError, match=r"segment.sam2.encoder = .* cannot be verified.*set segment.sam2.encoder_sha256"):
+        engine_from_config(model, cfg, key="segment.sam2.encoder")
+    sha = sha256_file(model)
+    assert isinstance(engine_from_config(model, cfg, key="segment.sam2.encoder", sha256=sha), OnnxEngine)
+    with pytest.raises(InputError, match=r"segment.sam2.encoder_sha256: .* has sha256 .* but 0{64} was expected"):
+        engine_from_config(model, cfg, key="segment.sam2.encoder", sha256="0" * 64)
+    _manifest(model)
+    assert engine_from_config(model, cfg).manifest is not None  # its manifest verifies it
+    with open(model, "r+b") as f:  # one flipped byte: the manifest's sha256 no longer matches
+        f.seek(40)
+        b = f.read(1)
+        f.seek(40)
+        f.write(bytes([b[0] ^ 1]))
+    with pytest.raises(InputError, match="sha256"):
+        engine_from_config(model, cfg)
 
 
 @pytest.mark.skipif(HAS_TRT_EP, reason="this onnxruntime build has the TensorRT execution provider")
 def test_factory_configured_provider_order_is_honoured(model):
-    cfg = load_config("sam2", {"engines.providers": '["tensorrt", "cuda", "cpu"]'})
+    cfg = load_config("sam2", {"engines.providers": '["tensorrt", "cuda", "cpu"]', "runtime.allow_unverified_models": True})
     assert engine_settings(cfg)["providers"] == ("tensorrt", "cuda", "cpu")
     with pytest.raises(MissingDependencyError, match="TensorrtExecutionProvider"):
         engine_from_config(model, cfg)
@@ -342,7 +367,7 @@ def test_factory_configured_provider_order_is_honoured(model):
 def test_factory_tensorrt_backend(model, tmp_path):
     plan = tmp_path / "tiny.plan"
     plan.write_bytes(b"\0" * 16)
-    cfg = load_config("sam2", {"engines.backend": "tensorrt"})
+    cfg = load_config("sam2", {"engines.backend": "tensorrt", "runtime.allow_unverified_models": True})
     with pytest.raises(MissingDependencyError, match=r"^tensorrt not installed: pip install 'gear-edge\[gpu\]'"):
         engine_from_config(plan, cfg)
     with pytest.raises(InputError, match="needs \\[engines\\] plan_dir"):

@@ -570,7 +570,7 @@ def test_factory_builds_the_amg_from_a_config(tmp_path, photo):
     export_structured_decoder(StructuredCore(label_maps(photo)).eval(), tmp_path / "dec.onnx")
     cfg = tmp_path / "robot.toml"
     cfg.write_text(
-        '[runtime]\nthreads = 1\n[segment]\nkind = "sam2"\n[segment.sam2]\nencoder = "enc.onnx"\ndecoder = "dec.onnx"\n'
+        '[runtime]\nthreads = 1\nallow_unverified_models = true\n[segment]\nkind = "sam2"\n[segment.sam2]\nencoder = "enc.onnx"\ndecoder = "dec.onnx"\n'
         'points_per_side = 8\npred_iou_thresh = 0.75\n[engines]\nbackend = "onnxruntime"\nproviders = ["cpu"]\n'
     )
     seg = sam2_segmenter_from_config(load_config(cfg))

@@ -19,7 +19,9 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import math
+import functools
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -85,11 +87,16 @@ def import_llama_cpp():
     return llama_cpp
 
 
-def resolve_model(model_path: str | os.PathLike | None, manifest: str | os.PathLike | Manifest | None) -> Path:
-    """The GGUF to load, verified: the default manifest's file when both are None; ``model_path``
-    checked against ``manifest`` when one is given; otherwise only its existence and GGUF magic."""
-    if manifest is None and model_path is None:
+def resolve_model(model_path: str | os.PathLike | None, manifest: str | os.PathLike | Manifest | None,
+                  sha256: str | None = None) -> Path:
+    """The GGUF to load, verified: the default manifest's file when all are None; ``model_path``
+    checked against ``manifest`` and/or the expected ``sha256`` when given; otherwise only its
+    existence and GGUF magic (the config layer refuses unverifiable user models, see
+    :func:`gear_edge.manifest.check_model_file`)."""
+    if manifest is None and model_path is None and not sha256:
         manifest = DEFAULT_MODEL
+    if model_path is None and manifest is None:
+        raise InputError("an expected sha256 needs the model_path it describes")
     if isinstance(manifest, str) and not manifest.endswith(".toml") and os.sep not in manifest:
         manifest = Manifest.named(manifest)
     elif manifest is not None and not isinstance(manifest, Manifest):
@@ -106,7 +113,11 @@ def resolve_model(model_path: str | os.PathLike | None, manifest: str | os.PathL
         path = Path(model_path)
     if manifest is not None:
         manifest.verify(path)
-    elif not path.is_file():
+    if sha256:
+        from gear_edge.manifest import verify_sha256
+
+        verify_sha256(path, sha256, "LLM model")
+    if not path.is_file():
         raise InputError(f"LLM model file {path} does not exist")
     with open(path, "rb") as f:
         if f.read(4) != _GGUF_MAGIC:
@@ -123,14 +134,31 @@ def default_threads() -> int:
     return max(1, usable // 2)
 
 
+def _serialised(method):
+    """Runs ``method`` holding the instance's lock (llama.cpp's context, sampler and grammar state
+    are not safe to use from two threads at once: concurrent decodes crash the process)."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class LocalLLM:
     """A llama.cpp model with chat formatting from the GGUF and a scene prefix cache.
+
+    Thread-safe: every method that touches the native llama.cpp state runs under one re-entrant lock,
+    so calls from several threads (a robot stack's callbacks) are serialised, one generation at a
+    time, instead of corrupting the shared context.
 
     ``model_path`` None → the default manifest's GGUF (located in its installed package and
     sha256-verified). ``threads`` None → :func:`default_threads` (half the usable CPUs: llama.cpp's
     threads busy-wait for each other, so sharing every core with other stages is much slower).
     ``seed`` drives sampling when ``temperature > 0`` (greedy otherwise). ``max_cached_scenes``
-    bounds the KV states kept (see :meth:`cache_info` for their bytes).
+    bounds the KV states kept (see :meth:`cache_info` for their bytes). ``sha256``: the expected
+    sha256 of ``model_path``, checked before llama.cpp reads the file.
     """
 
     def __init__(
@@ -142,6 +170,7 @@ class LocalLLM:
         max_cached_scenes: int = 4,
         *,
         manifest: str | os.PathLike | Manifest | None = None,
+        sha256: str | None = None,
         chat_template: str | None = None,
         n_batch: int = 512,
     ) -> None:
@@ -151,8 +180,9 @@ class LocalLLM:
             raise InputError(f"max_cached_scenes must be >= 0, got {max_cached_scenes}")
         if threads is not None and threads < 1:
             raise InputError(f"threads must be >= 1, got {threads}")
+        self._lock = threading.RLock()
         self._lc = import_llama_cpp()
-        self.model_path = resolve_model(model_path, manifest)
+        self.model_path = resolve_model(model_path, manifest, sha256)
         self.threads = default_threads() if threads is None else int(threads)
         self.seed = int(seed)
         self.max_cached_scenes = int(max_cached_scenes)
@@ -184,6 +214,7 @@ class LocalLLM:
             return ""
         return self.llama.detokenize([token], special=True).decode("utf-8", errors="replace")
 
+    @_serialised
     def tokens(self, prompt: Prompt, first: bool = True) -> list[int]:
         """Tokens of a prompt: raw ``str`` segments parse special tokens, :class:`Content` does not.
         A BOS is prepended (``first``) only where the GGUF asks for one and the text lacks it."""
@@ -201,12 +232,15 @@ class LocalLLM:
             out.insert(0, self.llama.token_bos())
         return out
 
+    @_serialised
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.tokens(prompt, first=False))
 
+    @_serialised
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self.llama.detokenize(list(tokens)).decode("utf-8", errors="replace")
 
+    @_serialised
     def chat_parts(
         self,
         system: str,
@@ -276,6 +310,7 @@ class LocalLLM:
 
     # ---- grammars -------------------------------------------------------------------------------
 
+    @_serialised
     def check_grammar(self, gbnf: str) -> None:
         """InputError unless llama.cpp parses ``gbnf`` (root rule ``root``). Cached per text."""
         if gbnf in self._grammars_ok:
@@ -286,6 +321,7 @@ class LocalLLM:
         self._lc.llama_sampler_free(smpl)
         self._grammars_ok.add(gbnf)
 
+    @_serialised
     def grammar_accepts(self, gbnf: str, text: str) -> bool:
         """Whether llama.cpp's grammar engine admits ``text`` as a *complete* output of ``gbnf``
         (fed token by token, then end-of-turn). For tests and debugging."""
@@ -312,6 +348,7 @@ class LocalLLM:
 
     # ---- generation -----------------------------------------------------------------------------
 
+    @_serialised
     def generate(
         self,
         scene_key: str | None,
@@ -438,6 +475,7 @@ class LocalLLM:
 
     # ---- cache ----------------------------------------------------------------------------------
 
+    @_serialised
     def cache_info(self) -> dict[str, Any]:
         """Entries, total and per-entry bytes of the cached scene states, and hit/miss counts."""
         sizes = [len(s.kv) + s.tokens.nbytes for s in self._cache.values()]
@@ -450,6 +488,7 @@ class LocalLLM:
             **self.stats,
         }
 
+    @_serialised
     def clear_cache(self) -> None:
         self._cache.clear()
         self._live = None

@@ -124,8 +124,27 @@ def engine_settings(config: Any) -> dict[str, Any]:
     return settings
 
 
-def engine_from_config(path: str | os.PathLike, config: Any, **options: Any) -> Engine:
-    """The engine for model ``path`` as ``config`` says (backend, providers, threads, plan_dir, ...)."""
+def allow_unverified(config: Any) -> bool:
+    """``[runtime] allow_unverified_models`` of a Config or a mapping of sections (default false)."""
+    if hasattr(config, "section"):
+        return bool(config.get("runtime", "allow_unverified_models"))
+    return bool(dict(config.get("runtime", {})).get("allow_unverified_models", False))
+
+
+def engine_from_config(path: str | os.PathLike, config: Any, *, key: str | None = None, sha256: str = "",
+                       **options: Any) -> Engine:
+    """The engine for model ``path`` as ``config`` says (backend, providers, threads, plan_dir, ...).
+
+    The file is verified before it is loaded: against ``sha256`` (the config's ``<key>_sha256``) when
+    given, else its manifest (``manifest=`` in ``options``, or the ``<stem>.toml`` next to it); a file
+    with neither is refused unless ``[runtime] allow_unverified_models``. ``key`` names the config
+    setting in errors (e.g. ``segment.sam2.encoder``).
+    """
+    from gear_edge.manifest import check_model_file
+
     settings = engine_settings(config)
     settings.update(options)
+    if settings.get("manifest", "auto") == "auto":  # an explicit manifest is checked by the engine itself
+        check_model_file(path, key or f"model {Path(path).name}", sha256=sha256, allow_unverified=allow_unverified(config),
+                         sha_setting=f"{key}_sha256" if key else "its sha256")
     return load_engine(path, **settings)

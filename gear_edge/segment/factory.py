@@ -17,8 +17,9 @@ def sam2_segmenter_from_config(config: Any) -> AutomaticMaskGenerator:
     """``AutomaticMaskGenerator`` on the encoder / decoder files named in ``[segment.sam2]``.
 
     Paths resolve against the config file's directory; each engine is built as ``[engines]`` says
-    (backend, providers, precision, plan_dir) with ``[runtime] threads`` threads, and checked against
-    the manifest next to the model file when there is one.
+    (backend, providers, precision, plan_dir) with ``[runtime] threads`` threads, and verified before
+    loading: ``encoder_sha256`` / ``decoder_sha256`` when set, else the manifest next to the file; a file
+    with neither is refused unless ``[runtime] allow_unverified_models``.
     """
     from gear_edge.engines import engine_from_config
 
@@ -39,8 +40,8 @@ def sam2_segmenter_from_config(config: Any) -> AutomaticMaskGenerator:
     settings = config.section("segment.sam2")
     kwargs = {k: settings[k] for k in AMG_KEYS if k in settings}
     return AutomaticMaskGenerator(
-        engine_from_config(paths["encoder"], config),
-        engine_from_config(paths["decoder"], config),
+        *(engine_from_config(paths[k], config, key=f"segment.sam2.{k}", sha256=config.get("segment.sam2", f"{k}_sha256") or "")
+          for k in ("encoder", "decoder")),
         threads=config.get("runtime", "threads"),
         **kwargs,
     )
