@@ -1,0 +1,238 @@
+"""Deduction quality on the held-out benchmark (``deduce_quality_data``): exact masks handed in.
+
+Every scene is drawn with exact masks and described by the real describe stage; each query's answer
+is compared as an exact set of region ids (a region too many or too few is wrong). Variants, on the
+same queries:
+
+* ``program_llm_off``: program mode without an LLM (``llm=None``);
+* ``program_llm_on``: program mode with the default GGUF (skipped with a reason when llama-cpp-python
+  or the model is missing);
+* ``program_llm_random``: program mode whose LLM answers with random object words (the control: an
+  LLM that earns its place beats it on the queries that reach it);
+* ``direct``: the LLM reads the scene text and picks ids (``--direct``; slow), with token counts and
+  latency.
+
+Reported: overall, per category, and on the subset of queries that reach the LLM (the program asked
+it for words), plus each variant's latency; the failures of each variant are listed.
+
+    python benchmarks/bench_deduce_quality.py --out results/bench_deduce_quality.json [--direct] [--no-llm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import fields
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, percentiles, write_json  # noqa: E402
+from deduce_quality_data import BACKGROUND, CATEGORIES, H, SCENES, W, BCase, BObj, BScene, cases  # noqa: E402
+
+import gear_edge.masks as gm  # noqa: E402
+from gear_edge.describe.scene import describe_scene  # noqa: E402
+from gear_edge.types import Region, Scene  # noqa: E402
+
+HAS_ROLE = "role" in {f.name for f in fields(Region)}
+RANDOM_WORDS = ("volcano", "submarine", "giraffe", "trumpet", "glacier", "satellite", "cactus", "harbour",
+                "tornado", "penguin", "cathedral", "asteroid", "saxophone", "lighthouse", "canyon", "walrus")
+
+
+def _mask(o: BObj) -> np.ndarray:
+    m = np.zeros((H, W), np.uint8)
+    g = o.geom
+    if o.shape in ("rect", "stripes"):
+        x0, y0, x1, y1 = g
+        m[y0:y1, x0:x1] = 1
+    elif o.shape == "disk":
+        cv2.circle(m, (g[0], g[1]), g[2], 1, -1)
+    elif o.shape == "ring":
+        cv2.circle(m, (g[0], g[1]), g[2], 1, -1)
+        cv2.circle(m, (g[0], g[1]), g[3], 0, -1)
+    elif o.shape == "frame":
+        x0, y0, x1, y1, t = g
+        m[y0:y1, x0:x1] = 1
+        m[y0 + t : y1 - t, x0 + t : x1 - t] = 0
+    elif o.shape == "triangle":
+        cv2.fillPoly(m, [np.array(g, np.int32).reshape(-1, 2)], 1)
+    else:
+        raise ValueError(o.shape)
+    return m.astype(bool)
+
+
+def draw(spec: BScene) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """uint8 [H, W, 3] RGB image and each object's exact visible mask (later objects occlude)."""
+    rng = np.random.default_rng(zlib.crc32(spec.name.encode()) + 11)
+    img = np.empty((H, W, 3), np.float64)
+    img[:] = BACKGROUND
+    img += rng.normal(0, 3, img.shape)
+    masks: dict[str, np.ndarray] = {}
+    for o in spec.objects:
+        m = _mask(o)
+        ys, xs = np.nonzero(m)
+        shade = 0.9 + 0.1 * (ys - ys.min()) / max(1, ys.max() - ys.min())
+        rgb = np.repeat(np.asarray(o.rgb, np.float64)[None, :], len(ys), axis=0)
+        if o.shape == "stripes" and o.rgb2 is not None:
+            rgb[((xs - xs.min()) // 12) % 2 == 1] = o.rgb2
+        img[ys, xs] = rgb * shade[:, None] + rng.normal(0, 4, (len(ys), 3))
+        for k in masks:
+            masks[k] &= ~m
+        masks[o.name] = m
+    for k, m in masks.items():
+        if not m.any():
+            raise ValueError(f"{spec.name}: {k} is fully hidden")
+    return np.clip(img, 0, 255).astype(np.uint8), masks
+
+
+@lru_cache(maxsize=None)
+def build(name: str) -> tuple[Scene, dict[str, int]]:
+    """The described Scene and its object name -> region id map (ids a fixed permutation of 1..N)."""
+    spec = SCENES[name]
+    image, masks = draw(spec)
+    perm = np.random.default_rng(zlib.crc32(name.encode()) + 5).permutation(len(spec.objects)) + 1
+    ids = {o.name: int(perm[k]) for k, o in enumerate(spec.objects)}
+    regions = []
+    for o in spec.objects:
+        rle = gm.encode(masks[o.name])
+        regions.append(Region(id=ids[o.name], rle=rle, bbox=tuple(float(v) for v in gm.to_bbox(rle)),
+                              area=int(gm.area(rle))))
+    scene = describe_scene(image, regions)
+    by_id = {r.id: r for r in scene.regions}
+    for o in spec.objects:
+        r = by_id[ids[o.name]]
+        r.caption = o.caption
+        r.text = list(o.text)
+        if HAS_ROLE:
+            r.role = o.role  # type: ignore[attr-defined]
+    return scene, ids
+
+
+class RandomWordsLLM:
+    """Stands in for the LLM with random object words (deterministic per phrase): the control arm."""
+
+    def chat_parts(self, system, scene, query, examples=()):
+        return [system], [query]
+
+    def generate(self, scene_key, prefix, suffix, grammar, max_tokens, temperature=0.0):
+        from gear_edge.deduce.llm import Generation
+
+        text = " ".join(getattr(s, "text", s) for s in suffix)
+        rng = random.Random(zlib.crc32(text.encode()))
+        words = rng.sample(RANDOM_WORDS, 2)
+        return Generation(json.dumps({"objects": words}), 0, 0, 0)
+
+
+def run_variant(deducer, todo: list[BCase]) -> list[dict]:
+    rows = []
+    for c in todo:
+        scene, ids = build(c.scene)
+        t0 = time.perf_counter()
+        ans = deducer.deduce(scene, c.query)
+        ms = (time.perf_counter() - t0) * 1e3
+        want = sorted(ids[n] for n in c.answer)
+        steps = [s.text for s in ans.steps]
+        rows.append({
+            "scene": c.scene, "category": c.category, "query": c.query, "want": want, "got": list(ans.targets),
+            "ok": list(ans.targets) == want, "ms": ms, "prompt_tokens": ans.prompt_tokens,
+            "completion_tokens": ans.completion_tokens,
+            "reached_llm": any(s.startswith("LLM (") for s in steps), "steps": steps,
+        })
+    return rows
+
+
+def summarize(rows: list[dict], subset: set[int] | None = None) -> dict:
+    by = defaultdict(lambda: [0, 0])
+    for r in rows:
+        by[r["category"]][0] += r["ok"]
+        by[r["category"]][1] += 1
+    out = {
+        "correct": sum(r["ok"] for r in rows), "total": len(rows),
+        "accuracy": sum(r["ok"] for r in rows) / max(1, len(rows)),
+        "per_category": {k: {"correct": v[0], "total": v[1], "accuracy": v[0] / v[1]}
+                         for k in CATEGORIES if (v := by.get(k))},
+        "latency": percentiles([r["ms"] / 1e3 for r in rows]) if rows else None,
+        "prompt_tokens_mean": float(np.mean([r["prompt_tokens"] for r in rows])) if rows else 0.0,
+        "completion_tokens_mean": float(np.mean([r["completion_tokens"] for r in rows])) if rows else 0.0,
+    }
+    if subset is not None:
+        sub = [r for k, r in enumerate(rows) if k in subset]
+        out["llm_subset"] = {"correct": sum(r["ok"] for r in sub), "total": len(sub),
+                             "accuracy": sum(r["ok"] for r in sub) / len(sub) if sub else None}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="results/bench_deduce_quality.json")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-llm", action="store_true", help="only the LLM-off and random-words variants")
+    ap.add_argument("--direct", action="store_true", help="also the direct mode (every query runs the LLM)")
+    ap.add_argument("--direct-limit", type=int, default=0, help="direct mode on every k-th query (0: all)")
+    ap.add_argument("--category", default=None, help="only this category")
+    ap.add_argument("--show-failures", action="store_true")
+    args = ap.parse_args(argv)
+    from gear_edge.deduce.program.deducer import ProgramDeducer
+
+    todo = [c for c in cases() if args.category in (None, c.category)]
+    t0 = time.perf_counter()
+    for name in SCENES:
+        build(name)
+    describe_s = time.perf_counter() - t0
+    variants: dict[str, list[dict]] = {}
+    skipped: dict[str, str] = {}
+    variants["program_llm_off"] = run_variant(ProgramDeducer(llm=None, threads=args.threads), todo)
+    variants["program_llm_random"] = run_variant(ProgramDeducer(llm=RandomWordsLLM(), threads=args.threads), todo)
+    llm = None
+    load_s = None
+    if not args.no_llm or args.direct:
+        try:
+            from gear_edge.deduce.llm import LocalLLM
+
+            t1 = time.perf_counter()
+            llm = LocalLLM(threads=args.threads)
+            load_s = time.perf_counter() - t1
+        except Exception as exc:  # a missing llama-cpp-python / model is reported, not fatal
+            skipped["program_llm_on"] = skipped["direct"] = f"{type(exc).__name__}: {exc}"
+    if llm is not None and not args.no_llm:
+        variants["program_llm_on"] = run_variant(ProgramDeducer(llm=llm, threads=args.threads), todo)
+    if llm is not None and args.direct:
+        from gear_edge.deduce.direct import DirectDeducer
+
+        step = max(1, args.direct_limit)
+        variants["direct"] = run_variant(DirectDeducer(llm), todo[::step])
+    reach_from = variants.get("program_llm_on") or variants["program_llm_random"]
+    subset = {k for k, r in enumerate(reach_from) if r["reached_llm"]}
+    summary = {k: summarize(v, subset if k.startswith("program") else None) for k, v in variants.items()}
+    result = {
+        "benchmark": "deduce_quality", "machine": machine_info(("llama-cpp-python",)),
+        "roles_available": HAS_ROLE, "queries": len(todo), "scenes": len(SCENES), "describe_s": describe_s,
+        "llm_load_s": load_s, "skipped": skipped, "summary": summary,
+        "failures": {k: [{kk: r[kk] for kk in ("category", "scene", "query", "want", "got", "steps")}
+                         for r in v if not r["ok"]] for k, v in variants.items()},
+    }
+    write_json(args.out, result)
+    for k, s in summary.items():
+        cats = " ".join(f"{c}={v['accuracy']:.0%}" for c, v in s["per_category"].items())
+        sub = s.get("llm_subset")
+        subtxt = f" llm-subset {sub['correct']}/{sub['total']}" if sub else ""
+        print(f"{k}: {s['correct']}/{s['total']} = {s['accuracy']:.1%}{subtxt}\n   {cats}")
+    if args.show_failures:
+        for r in variants["program_llm_off"]:
+            if not r["ok"]:
+                print(f"[{r['category']}] {r['scene']}: {r['query']!r} want {r['want']} got {r['got']}")
+                for s in r["steps"]:
+                    print("      ", s)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
