@@ -7,6 +7,7 @@ the region's own fields. Relations are indexed by predicate as ``(subject, objec
 from __future__ import annotations
 
 from gear_edge.types import Region, Scene
+from gear_edge.vocabulary import direction
 
 
 class SceneIndex:
@@ -59,3 +60,19 @@ class SceneIndex:
 
     def edge(self, pred: str, s: int, o: int) -> bool:
         return (s, o) in self.edges.get(pred, ())
+
+    def role(self, i: int) -> str:
+        """"object" / "support" / "background" (``Region.role`` where the scene sets it; else "object")."""
+        return str(getattr(self.regions[i], "role", None) or "object")
+
+    def direction(self, c: int, r: int, axis: str) -> int:
+        """-1 / +1 when c is left of / right of r (axis 'x') or above / below r (axis 'y'); 0 neither.
+
+        The relation graph decides neighbours (an inverse edge counts too); other pairs use the
+        vocabulary's rule (:func:`gear_edge.vocabulary.direction`), the one describe applies."""
+        lo, hi = ("left_of", "right_of") if axis == "x" else ("above", "below")
+        if self.edge(lo, c, r) or self.edge(hi, r, c):
+            return -1
+        if self.edge(hi, c, r) or self.edge(lo, r, c):
+            return 1
+        return direction(self.bbox(c), self.bbox(r), self.centroid(c), self.centroid(r), axis)

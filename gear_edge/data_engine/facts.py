@@ -6,8 +6,8 @@ schema). Its wording uses plain English a reader would use ("the small red objec
 the top left corner"); :meth:`SceneFacts.matching` is the set of regions it denotes.
 
 Relations come from ``scene.relations``; directional ones between regions that are not neighbours
-in the relation graph are decided by the same rule the describe stage uses (centroid order unless
-the boxes overlap by half or more on that axis).
+in the relation graph are decided by the vocabulary's direction rule (:func:`gear_edge.vocabulary.direction`),
+the one the describe stage uses.
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ from typing import Iterable
 
 from gear_edge.scene_index import SceneIndex
 from gear_edge.types import Scene
+from gear_edge.vocabulary import COLOURS, SIZE_PHRASES, TEXTURES
+from gear_edge.vocabulary import SHAPE_WORDS as _SHAPE_ADJECTIVES
 
-COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
-# size word -> size categories it covers
-SIZE_WORDS = {"tiny": ("tiny",), "small": ("tiny", "small"), "medium-sized": ("medium",), "large": ("large", "huge"),
-              "huge": ("huge",)}
-# shape word -> shape labels it covers
-SHAPE_WORDS = {"elongated": ("elongated",), "round": ("round",), "square": ("square",),
-               "rectangular": ("rectangular", "square"), "irregular": ("irregular",)}
+# the words questions use, each a key of the vocabulary's tables (so the deducer reads them the same way)
+SIZE_WORDS = SIZE_PHRASES  # size word -> size classes it covers
+SHAPE_WORDS = {w: _SHAPE_ADJECTIVES[w] for w in ("elongated", "round", "square", "rectangular", "triangular",
+                                                  "irregular")}
 BRIGHTNESS_WORDS = ("dark", "bright")
-TEXTURE_WORDS = ("plain", "textured")
+TEXTURE_WORDS = TEXTURES
 # position word -> (position_h, position_v) constraint (None: any)
 POSITION_PHRASES = {
     "top-left": ("in the top left corner", ("left", "top")),
@@ -43,7 +42,6 @@ POSITION_PHRASES = {
 KIND_ORDER = ("colour", "size", "shape", "holes", "brightness", "texture", "position")
 # kinds never combined in one description: "bright red" reads as a shade of red, not a bright object
 EXCLUSIVE = ({"brightness", "colour"},)
-DIRECTION_OVERLAP = 0.5  # as gear_edge.describe.geometry
 
 
 @dataclass(frozen=True)
@@ -183,23 +181,9 @@ class SceneFacts(SceneIndex):
     def edge(self, pred: str, s: int, o: int) -> bool:
         return (s, o) in self.edges.get(pred, ())
 
-    @staticmethod
-    def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-        inter, short = min(a1, b1) - max(a0, b0), min(a1 - a0, b1 - b0)
-        return max(0.0, inter) / short if short > 0 else 0.0
-
     def _direction(self, c: int, r: int, axis: str) -> int:
         """-1 / +1 when c is left of / right of r (axis 'x') or above / below r ('y'); 0 neither."""
-        lo, hi = ("left_of", "right_of") if axis == "x" else ("above", "below")
-        if self.edge(lo, c, r):
-            return -1
-        if self.edge(hi, c, r):
-            return 1
-        k = 0 if axis == "x" else 1
-        bc, br = self.bbox(c), self.bbox(r)
-        if self._overlap(bc[k], bc[k] + bc[k + 2], br[k], br[k] + br[k + 2]) >= DIRECTION_OVERLAP:
-            return 0
-        return -1 if self.centroid(c)[k] < self.centroid(r)[k] else 1
+        return self.direction(c, r, axis)
 
     def holds(self, c: int, rel: str, r: int) -> bool:
         """Whether ``c <rel> r`` holds. ``rel``: left_of, right_of, above, below, on_top_of, inside,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from gear_edge.vocabulary import COLOURS
+
 # Named colours and sRGB prototypes. Chromatic names are decided by hue/chroma in Lab with the
 # lightness weighted down (shading changes L* far more than a* b*); achromatic pixels (low chroma)
 # are black / grey / white by L*.
-COLOUR_NAMES = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
+COLOUR_NAMES = COLOURS  # the vocabulary's colour names (gear_edge.vocabulary.COLOURS), in histogram order
 _CHROMATIC_RGB = {
     "red": [(200, 20, 20), (255, 0, 0), (150, 10, 20)],
     "orange": [(255, 140, 0), (240, 110, 20)],

@@ -12,11 +12,14 @@ Attributes (units: pixels of the original image unless stated):
 * ``size_rank`` (1 = largest), ``size`` tiny (<0.5 %) / small (<3 %) / medium (<12 %) / large (<35 %) / huge;
 * ``elongation`` ≥ 1 (sqrt of the 2nd-moment eigenvalue ratio), ``circularity`` 4π·A/P², ``solidity``
   A / convex-hull area, ``rectangularity`` A / min-area-rectangle area, ``holes`` (count),
-  ``orientation_deg`` in [0, 180) (major axis; 0 = horizontal, counter-clockwise), ``shape`` words
-  from elongated / round / square / rectangular / irregular / has holes;
+  ``orientation_deg`` in [0, 180) (major axis; 0 = horizontal, counter-clockwise), ``vertices`` (corners
+  of the outline's polygon approximation), ``shape`` words from elongated / round / square / rectangular /
+  triangular / irregular / has holes (``gear_edge.vocabulary.SHAPES``; thresholds in ``SHAPE_RULES``);
 * ``colours`` [[name, fraction], ...] (≥ 0.15, by fraction), ``colour`` (dominant name);
 * ``brightness`` mean L*/100, ``brightness_word`` dark|medium|bright;
 * ``texture`` edge density inside the mask (0..1), ``texture_word`` plain|textured.
+
+Words, size classes, shape thresholds and the direction rule come from :mod:`gear_edge.vocabulary`.
 
 Relations (directed; each has its inverse): left_of/right_of, above/below, inside/contains,
 touching, on_top_of/under, overlaps, occludes/occluded_by, same_colour_as, larger_than/smaller_than.
@@ -38,19 +41,20 @@ import numpy as np
 
 import gear_edge.masks as gm
 from gear_edge.crops import check_image
-from gear_edge.describe.colours import COLOUR_NAMES, colour_histograms
+from gear_edge.describe.colours import colour_histograms
 from gear_edge.errors import InputError
 from gear_edge.types import RLE, Relation
+from gear_edge.vocabulary import (
+    BRIGHTNESS_RULES, COLOURS, DIRECTION_OVERLAP, LARGER_RATIO, MIN_COLOUR_FRAC, PREDICATES, SHAPE_RULES, TEXTURED_MIN,
+    interval_overlap, position_cell, size_class,
+)
 
 SHAPE_SIDE = 96  # shape / texture are measured on the region's bbox crop scaled to at most this side
 COLOUR_SAMPLES = 512  # at most this many pixels per region are colour-named
 WORK_SIDE = 256  # pairwise relations are decided on masks sampled to at most this side
-SIZE_WORDS = ((0.005, "tiny"), (0.03, "small"), (0.12, "medium"), (0.35, "large"), (math.inf, "huge"))
 INSIDE_FRAC = 0.9  # A inside B when this fraction of A lies in B (holes of B filled)
 OCCLUDE_HULL_FRAC = 0.5  # A occludes B when this fraction of A lies in B's convex hull ...
 OCCLUDE_WRAP_FRAC = 0.3  # ... and B occupies this fraction of the ring just outside A
-MIN_COLOUR_FRAC = 0.15
-TEXTURED = 0.15  # edge density above which a region reads as textured
 
 
 @dataclass
@@ -76,16 +80,7 @@ def _check_rles(rles: Sequence[RLE], h: int, w: int) -> list[RLE]:
     return list(rles)
 
 
-def _position(cx: float, cy: float, w: int, h: int) -> tuple[str, str, str]:
-    ph = "left" if cx < w / 3 else ("right" if cx >= 2 * w / 3 else "centre")
-    pv = "top" if cy < h / 3 else ("bottom" if cy >= 2 * h / 3 else "middle")
-    if pv == "middle":
-        word = ph
-    elif ph == "centre":
-        word = pv
-    else:
-        word = f"{pv}-{ph}"
-    return word, ph, pv
+_position = position_cell
 
 
 def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
@@ -96,7 +91,7 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
     area = mom["m00"]
     if area <= 0:
         return {"elongation": 1.0, "circularity": 0.0, "solidity": 0.0, "rectangularity": 0.0, "holes": 0,
-                "orientation_deg": 0.0, "shape": []}
+                "orientation_deg": 0.0, "vertices": 0, "shape": []}
     mu20, mu02, mu11 = mom["mu20"] / area, mom["mu02"] / area, mom["mu11"] / area
     common = math.sqrt(max(0.0, ((mu20 - mu02) / 2) ** 2 + mu11**2))
     l1, l2 = (mu20 + mu02) / 2 + common, (mu20 + mu02) / 2 - common
@@ -111,6 +106,10 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
     holes = sum(1 for a in hole_areas if a >= min_hole)
     perimeter = sum(cv2.arcLength(c, True) for c in outer)
     points = np.concatenate(outer) if outer else np.zeros((0, 1, 2), np.int32)
+    vertices = 0
+    if outer:  # corners of the largest outline's polygon approximation (triangle evidence)
+        big = max(outer, key=cv2.contourArea)
+        vertices = len(cv2.approxPolyDP(big, SHAPE_RULES["polygon_epsilon"] * cv2.arcLength(big, True), True))
     if len(points) >= 3:
         hull = cv2.convexHull(points)
         hull_area = cv2.contourArea(hull) + 0.5 * cv2.arcLength(hull, True)
@@ -124,15 +123,18 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
     solidity = min(1.0, filled_area / hull_area) if hull_area > 0 else 1.0
     rectangularity = min(1.0, filled_area / rect_area) if rect_area > 0 else 1.0
     words = []
-    if elongation >= 2.5:
+    r = SHAPE_RULES
+    if elongation >= r["elongated_min"]:
         words.append("elongated")
-    elif elongation < 1.3 and rectangularity >= 0.9:
+    elif elongation < r["squarish_max"] and rectangularity >= r["rect_min"]:
         words.append("square")
-    elif rectangularity >= 0.9:
+    elif rectangularity >= r["rect_min"]:
         words.append("rectangular")
-    elif elongation < 1.3 and solidity >= 0.9 and 0.7 <= rectangularity < 0.88:
+    elif elongation < r["squarish_max"] and solidity >= r["solid_min"] and r["round_rect_lo"] <= rectangularity < r["round_rect_hi"]:
         words.append("round")  # a disk fills pi/4 of its bounding square; perimeter is too noise-prone
-    if solidity < 0.75:
+    elif vertices == 3 and solidity >= r["solid_min"] and r["triangle_rect_lo"] <= rectangularity < r["triangle_rect_hi"]:
+        words.append("triangular")  # a 3-corner polygon outline, convex, filling about half its rectangle
+    if solidity < r["irregular_max"]:
         words.append("irregular")
     if holes:
         words.append("has holes")
@@ -143,6 +145,7 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
         "rectangularity": round(rectangularity, 3),
         "holes": int(holes),
         "orientation_deg": round(orientation, 1),
+        "vertices": int(vertices),
         "shape": words,
     }
 
@@ -242,7 +245,7 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
             "area_frac": round(area / (h * w), 6),
             "bbox": box_l[i],
             "size_rank": rank_l[i],
-            "size": next(word for limit, word in SIZE_WORDS if area / (h * w) < limit),
+            "size": size_class(area / (h * w)),
         }
         attrs.append(a)
         if area == 0:
@@ -285,12 +288,13 @@ def region_attributes(image: np.ndarray, rles: Sequence[RLE]) -> tuple[list[dict
         r = named[i]
         hist, bright, order, tex = hist_l[r], bright_l[r], orders[r], texture_l[i]
         a.update(
-            colours=[[COLOUR_NAMES[c], round(hist[c], 3)] for c in order if hist[c] >= MIN_COLOUR_FRAC],
-            colour=COLOUR_NAMES[order[0]],
+            colours=[[COLOURS[c], round(hist[c], 3)] for c in order if hist[c] >= MIN_COLOUR_FRAC],
+            colour=COLOURS[order[0]],
             brightness=round(bright, 3),
-            brightness_word="dark" if bright < 0.35 else ("bright" if bright > 0.7 else "medium"),
+            brightness_word="dark" if bright < BRIGHTNESS_RULES["dark_max"] else (
+                "bright" if bright > BRIGHTNESS_RULES["bright_min"] else "medium"),
             texture=round(tex, 3),
-            texture_word="textured" if tex > TEXTURED else "plain",
+            texture_word="textured" if tex > TEXTURED_MIN else "plain",
         )
     return attrs, works, k
 
@@ -317,11 +321,7 @@ def _pair_count(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> n
     return _popcount(a[i] & b[j])
 
 
-def _interval_overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    """Overlap of [a0, a1) and [b0, b1) as a fraction of the shorter interval."""
-    inter = min(a1, b1) - max(a0, b0)
-    short = min(a1 - a0, b1 - b0)
-    return max(0.0, inter) / short if short > 0 else 0.0
+_interval_overlap = interval_overlap
 
 
 def _pair_window(wa: _Work, wb: _Work, pad: int) -> tuple[slice, slice] | None:
@@ -430,31 +430,27 @@ def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], 
         a, b = attrs[i], attrs[j]
         if a["area_px"] == 0 or b["area_px"] == 0:
             continue
-        # directional relations: centroid order, unless the boxes largely overlap on that axis
-        if _interval_overlap(x0[i], x1[i], x0[j], x1[j]) < 0.5:
+        # directional relations (the vocabulary's rule): centroid order, unless the boxes largely overlap on that axis
+        if _interval_overlap(x0[i], x1[i], x0[j], x1[j]) < DIRECTION_OVERLAP:
             if cent[i][0] < cent[j][0]:
                 add(i, "left_of", j, "right_of")
             else:
                 add(j, "left_of", i, "right_of")
-        if _interval_overlap(y0[i], y1[i], y0[j], y1[j]) < 0.5:
+        if _interval_overlap(y0[i], y1[i], y0[j], y1[j]) < DIRECTION_OVERLAP:
             if cent[i][1] < cent[j][1]:
                 add(i, "above", j, "below")
             else:
                 add(j, "above", i, "below")
         if a["colour"] == b["colour"] and a["colour"] != "none":
             add(i, "same_colour_as", j)
-        if a["area_px"] >= 1.5 * b["area_px"]:
+        if a["area_px"] >= LARGER_RATIO * b["area_px"]:
             add(i, "larger_than", j, "smaller_than")
-        elif b["area_px"] >= 1.5 * a["area_px"]:
+        elif b["area_px"] >= LARGER_RATIO * a["area_px"]:
             add(j, "larger_than", i, "smaller_than")
     order = {p: r for r, p in enumerate(PREDICATES)}
     return [Relation(s, p, o) for s, p, o in sorted(rels, key=lambda t: (t[0], order[t[1]], t[2]))]
 
 
-PREDICATES = (
-    "inside", "contains", "on_top_of", "under", "occludes", "occluded_by", "overlaps", "touching",
-    "left_of", "right_of", "above", "below", "larger_than", "smaller_than", "same_colour_as",
-)
 
 
 def describe_regions(
