@@ -208,6 +208,8 @@ IMAGE_NOUNS = frozenset({"image", "picture", "frame", "photo", "scene", "view", 
 # "closest to me": words for the viewer (the camera). With depth (metres) the nearest is the smallest
 # depth; without, the object whose lowest point is lowest in the image (a camera looking down at a
 # table sees nearer things lower in the frame).
+# Region fields / attributes that hold the distance to the camera in metres (first one present wins)
+VIEWER_DISTANCE_KEYS = ("distance_m", "camera_distance_m", "distance_to_camera_m", "depth_m")
 VIEWER_WORDS = frozenset({"me", "you", "us", "camera", "the camera", "the robot", "the viewer", "robot", "viewer",
                           "the lens", "yourself", "myself"})
 

@@ -21,18 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Union
 
-ATTR_KINDS = ("colour", "size", "position", "shape", "brightness", "texture")
-COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
-SIZES = ("tiny", "small", "medium", "large", "huge")
-POSITIONS = ("top-left", "top", "top-right", "left", "centre", "right", "bottom-left", "bottom", "bottom-right")
-# position words a query may use: the 9 cells plus the three rows / columns
-POSITION_WORDS = POSITIONS + ("middle", "top-row", "bottom-row", "left-column", "right-column", "centre-column")
-SHAPES = ("elongated", "round", "square", "rectangular", "irregular", "has holes")
-BRIGHTNESS = ("dark", "medium", "bright")
-TEXTURES = ("plain", "textured")
+from gear_edge.vocabulary import BRIGHTNESS, COLOURS, POSITION_WORDS, SHAPES, SIZES, TEXTURES
+
+# "writing": the region has text read on it (any), from "with writing on it"
+ATTR_KINDS = ("colour", "size", "position", "shape", "brightness", "texture", "writing")
 ATTR_VALUES: dict[str, tuple[str, ...]] = {
     "colour": COLOURS, "size": SIZES, "position": POSITION_WORDS, "shape": SHAPES,
-    "brightness": BRIGHTNESS, "texture": TEXTURES,
+    "brightness": BRIGHTNESS, "texture": TEXTURES, "writing": ("some",),
 }
 
 # Relations the executor decides; scene predicates in parentheses (subject = the target):
@@ -53,7 +48,10 @@ RELATIONS = (
     "between",  # two references
     "carries",  # the reference lies on it or inside it ("the tray with a cup on it")
 )
-ORDER_KEYS = ("area", "x", "y", "brightness", "elongation", "circularity", "distance")
+# edge_*: the bbox's distance to that image border; viewer: distance to the camera (depth where the
+# regions have it, else how far the region's lowest point is from the image bottom)
+ORDER_KEYS = ("area", "x", "y", "brightness", "elongation", "circularity", "distance", "edge_top", "edge_bottom",
+              "edge_left", "edge_right", "viewer")
 
 Quantity = Literal["one", "all"]
 
@@ -118,7 +116,8 @@ Filter = Union[AttrFilter, TextFilter, NounFilter, RelationFilter, Exclude]
 @dataclass(frozen=True)
 class Order:
     """Superlative / ordinal: sort by ``key`` (descending when ``descending``) and keep rank ``rank``
-    (1-based). ``ref`` is the reference of key 'distance' ("closest to the cup")."""
+    (1-based; 0 = the middle one of the candidates, "the middle box"). ``ref`` is the reference of key
+    'distance' ("closest to the cup")."""
 
     key: str  # one of ORDER_KEYS
     descending: bool
@@ -172,6 +171,7 @@ class Program:
     targets: tuple[ObjectSpec, ...]
     unresolved: tuple[Unresolved, ...] = ()
     notes: tuple[str, ...] = field(default=())  # what the parser decided that the chain should say
+    nothing: str = ""  # non-empty: the query can denote nothing (content-free, a malformed ordinal); why
 
     def describe(self) -> str:
         return " + ".join(t.describe() for t in self.targets)
@@ -180,7 +180,7 @@ class Program:
         return {"query": self.query, "targets": [spec_to_dict(t) for t in self.targets],
                 "unresolved": [{"text": u.text, "kind": u.kind, "acted_on": list(u.acted_on), "phrase": u.phrase}
                                for u in self.unresolved],
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "nothing": self.nothing}
 
 
 def spec_to_dict(spec: ObjectSpec) -> dict[str, Any]:

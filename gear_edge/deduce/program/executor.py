@@ -7,9 +7,22 @@ step says so. Colours, text, object words and relations are hard: they may leave
 a valid answer. When one object is asked for and several fit, the best-scoring one is kept (scores:
 semantic similarity, colour fraction, how well a relation / position holds), then the largest.
 
+Order of evaluation within one phrase: hard filters (colour, shape, writing, text, relations), then
+object words (captions first, then the shape a shape noun names, see ``gear_edge.vocabulary.SHAPE_NOUNS``),
+then gradable words (a singular size word ranks the remaining candidates: "the big red triangle" is
+the bigger of the red triangles), then exclusions (among the remaining candidates: "every red disc
+except the leftmost one"), then superlatives / ordinals, then the quantity.
+
+Roles: every phrase ranges over regions whose ``role`` is "object" (the default) unless it names the
+support or the background ("the table", "the wall": ``gear_edge.vocabulary.ROLE_NOUNS``).
+
+Object words nothing can check (no caption names them, no shape noun, no text read) are never
+dropped silently: alone they give nothing; next to other filters those decide and the chain says
+the words were not checked.
+
 Relations come from ``scene.relations``; directional ones (left of, above, ...) between regions that
-are not neighbours in the relation graph are decided from the centroids with the same rule as
-``gear_edge.describe.geometry``. Only ids of the scene can ever be kept.
+are not neighbours in the relation graph are decided by the vocabulary's direction rule
+(:func:`gear_edge.vocabulary.direction`), the one describe uses. Only ids of the scene can ever be kept.
 """
 
 from __future__ import annotations
@@ -23,9 +36,12 @@ from typing import Callable, Sequence
 from gear_edge.deduce.program.ast import (
     AttrFilter, Exclude, NounFilter, ObjectSpec, Order, Program, RelationFilter, TextFilter,
 )
-from gear_edge.deduce.program.semantic import MATCH_FLOOR, MATCH_MARGIN, SemanticMatcher, region_texts
+from gear_edge.deduce.program.semantic import MATCH_FLOOR, MATCH_MARGIN, SemanticMatcher, region_texts, singular
 from gear_edge.scene_index import SceneIndex
 from gear_edge.types import LogicStep, Scene
+from gear_edge.vocabulary import (
+    PARTIAL_COLOUR_FRAC, POSITION_CELLS, POSITION_POINTS, ROLE_NOUNS, SHAPE_NOUNS, VIEWER_DISTANCE_KEYS,
+)
 
 PURPOSE_FLOOR = 0.35  # purpose phrases ("something to cut with") embed further from captions than names do
 NEGATED_FLOOR = 0.7  # "not the tape": drop regions this similar to the words (lexical hits reach it)
@@ -33,20 +49,7 @@ NEAR_FRAC = 0.12  # "near": bbox gap at most this fraction of the image diagonal
 TEXT_FUZZ = 0.8  # OCR text matches when difflib's ratio reaches this on some window
 MAX_STEP_IDS = 12  # ids spelled out in a step's text (``kept`` always holds all of them)
 MAX_STEPS = 48  # steps recorded per query (the rest are counted in one final step)
-DIRECTION_OVERLAP = 0.5  # as geometry: no left/right when the x intervals overlap this much
-
-POSITION_CELLS = {
-    "top-left": ("left", "top"), "top": ("centre", "top"), "top-right": ("right", "top"),
-    "left": ("left", "middle"), "centre": ("centre", "middle"), "right": ("right", "middle"),
-    "bottom-left": ("left", "bottom"), "bottom": ("centre", "bottom"), "bottom-right": ("right", "bottom"),
-}
-# (x, y) target of each position word in unit image coordinates, for the soft fallback
-POSITION_POINTS = {
-    "top-left": (0, 0), "top": (0.5, 0), "top-right": (1, 0), "left": (0, 0.5), "centre": (0.5, 0.5),
-    "right": (1, 0.5), "bottom-left": (0, 1), "bottom": (0.5, 1), "bottom-right": (1, 1), "middle": (0.5, 0.5),
-    "top-row": (None, 0), "bottom-row": (None, 1), "left-column": (0, None), "right-column": (1, None),
-    "centre-column": (0.5, None),
-}
+SOFT_KINDS = ("size", "position", "brightness", "texture")  # gradable: the most so when none is exactly so
 
 
 def ids_text(ids: Sequence[int]) -> str:
@@ -108,28 +111,27 @@ class SceneView(SceneIndex):
         (cx, cy), (dx, dy) = self.centroid(i), self.centroid(j)
         return math.hypot(gx, gy) + 1e-3 * math.hypot(cx - dx, cy - dy)
 
-    @staticmethod
-    def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-        inter, short = min(a1, b1) - max(a0, b0), min(a1 - a0, b1 - b0)
-        return max(0.0, inter) / short if short > 0 else 0.0
+    def viewer_distance(self, i: int) -> tuple[float, str]:
+        """(distance to the camera, how): metres from the region's 3D fields when it has one, else the
+        pixels between its lowest point and the image bottom (nearer things sit lower in the frame)."""
+        r = self.regions[i]
+        g3 = getattr(r, "geometry_3d", None)
+        d3 = getattr(g3, "distance_m", None)
+        if isinstance(d3, (int, float)) and math.isfinite(d3):
+            return float(d3), "depth"
+        for key in VIEWER_DISTANCE_KEYS:
+            v = getattr(r, key, None)
+            if v is None:
+                v = r.attributes.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                return float(v), "depth"
+        x, y, w, h = self.bbox(i)
+        return float(self.h - (y + h)), "image"
 
-    def direction(self, c: int, r: int, axis: str) -> int:
-        """-1 / +1 when c is left of / right of r (axis 'x') or above / below r (axis 'y'); 0 neither.
-
-        The relation graph decides neighbours; other pairs use the geometry rule (centroid order
-        when the boxes overlap less than half on that axis)."""
-        lo, hi = ("left_of", "right_of") if axis == "x" else ("above", "below")
-        if self.edge(lo, c, r):
-            return -1
-        if self.edge(hi, c, r):
-            return 1
-        if self.edge(lo, r, c) or self.edge(hi, r, c):  # inverse present but not this one: trust the graph
-            return 1 if self.edge(lo, r, c) else -1
-        bc, br = self.bbox(c), self.bbox(r)
-        k = 0 if axis == "x" else 1
-        if self._overlap(bc[k], bc[k] + bc[k + 2], br[k], br[k] + br[k + 2]) >= DIRECTION_OVERLAP:
-            return 0
-        return -1 if self.centroid(c)[k] < self.centroid(r)[k] else 1
+    def edge_distance(self, i: int, side: str) -> float:
+        """Pixels between the region's bbox and that image border ('top', 'bottom', 'left', 'right')."""
+        x, y, w, h = self.bbox(i)
+        return {"top": y, "bottom": self.h - (y + h), "left": x, "right": self.w - (x + w)}[side]
 
     def alignment(self, c: int, r: int, dx: float, dy: float) -> float:
         """cos of the angle between (r → c) and the direction (dx, dy), in [0, 1]."""
@@ -162,6 +164,9 @@ class Executor:
     def run(self, scene: Scene, program: Program, trace: Trace | None = None) -> tuple[list[int], Trace]:
         """(target ids, sorted; the trace of steps). Pure: the scene is not modified."""
         trace = trace or Trace()
+        if program.nothing:
+            trace.add(f"nothing: {program.nothing}", [])
+            return [], trace
         view = SceneView(scene)
         targets: list[int] = []
         for k, spec in enumerate(program.targets):
@@ -176,14 +181,19 @@ class Executor:
 
     # ---- one object spec ----------------------------------------------------------------------
 
-    def _spec(self, view: SceneView, spec: ObjectSpec, trace: Trace, label: str, depth: int) -> list[int]:
-        run = _Run(list(view.ids))
-        # exact filters first, then object words: their margin is judged among what is left
+    def _spec(self, view: SceneView, spec: ObjectSpec, trace: Trace, label: str, depth: int,
+              as_all: bool = False, pool: list[int] | None = None) -> list[int]:
+        """Ids ``spec`` denotes (``as_all``: every fit, not the one best, for references; ``pool``: the
+        candidates to start from instead of the phrase's own)."""
+        run = _Run(self._pool(view, spec, trace, label) if pool is None else list(pool))
         nouns = [f for f in spec.filters if isinstance(f, NounFilter)]
+        soft = [f for f in spec.filters if isinstance(f, AttrFilter) and f.kind in SOFT_KINDS]
+        excludes = [f for f in spec.filters if isinstance(f, Exclude)]
         deferred: list[NounFilter] = []
-        narrowing = spec.order is not None  # something besides object words describes the target
+        # something besides object words describes the target
+        narrowing = spec.order is not None or bool(soft) or bool(excludes)
         for f in spec.filters:
-            if isinstance(f, NounFilter):
+            if isinstance(f, (NounFilter, Exclude)) or f in soft:
                 continue
             if isinstance(f, TextFilter) and not self._text(view, run, f, trace, label):
                 deferred.append(NounFilter(f.text.lower(), head=f.text.lower().split()[-1]))
@@ -193,20 +203,49 @@ class Executor:
                 self._attr(view, run, f, trace, label)
             elif isinstance(f, RelationFilter):
                 self._relation(view, run, f, trace, label, depth)
-            elif isinstance(f, Exclude):
-                drop = set(self._spec(view, f.spec, trace, label + "  except: ", depth + 1))
-                run.keep([i for i in run.ids if i not in drop])
-                trace.add(f"{label}except {ids_text(sorted(drop))}: kept {ids_text(run.ids)}", run.ids)
         for f in sorted(nouns, key=lambda f: not f.negated) + deferred:
             self._noun(view, run, f, trace, label, narrowing)
+        singular = spec.quantity == "one" and not as_all
+        for f in soft:
+            if f.kind == "size" and singular and not f.negated and spec.order is None and len(run.ids) > 1:
+                self._size_rank(view, run, f, trace, label)
+            else:
+                self._attr(view, run, f, trace, label)
+        for f in excludes:  # among what is left ("every red disc except the leftmost one")
+            pool = list(run.ids)
+            drop = set(self._spec(view, f.spec, trace, label + "  except: ", depth + 1, pool=pool))
+            run.keep([i for i in run.ids if i not in drop])
+            trace.add(f"{label}except {ids_text(sorted(drop))}: kept {ids_text(run.ids)}", run.ids)
         if spec.order is not None and run.ids:
             self._order(view, run, spec.order, trace, label, depth)
-        elif spec.quantity == "one" and len(run.ids) > 1:
+        elif spec.quantity == "one" and not as_all and len(run.ids) > 1:
             best = sorted(run.ids, key=lambda i: (-round(run.scores.get(i, 0.0), 6), -view.area(i), i))[0]
             why = f"score {run.scores[best]:.2f}" if best in run.scores else "largest"
             trace.add(f"{label}one asked for, {len(run.ids)} fit: kept R{best} (best: {why})", [best])
             run.ids = [best]
         return run.ids
+
+    def _pool(self, view: SceneView, spec: ObjectSpec, trace: Trace, label: str) -> list[int]:
+        """The regions a phrase ranges over: role "object" ones, unless it names the support or the
+        background ("the table", "the wall"), or no region is an object."""
+        names_role = any(isinstance(f, NounFilter) and not f.negated and _role_word(f) for f in spec.filters)
+        objects = [i for i in view.ids if view.role(i) == "object"]
+        if names_role or len(objects) == len(view.ids) or not objects:
+            return list(view.ids)
+        others = [i for i in view.ids if i not in objects]
+        trace.add(f"{label}objects only (not the support / background {ids_text(others)})", objects)
+        return objects
+
+    def _size_rank(self, view: SceneView, run: _Run, f: AttrFilter, trace: Trace, label: str) -> None:
+        """A singular size word among several candidates: the most so of them ("the big red triangle")."""
+        v = f.values[0]
+        if v == "medium":
+            self._attr(view, run, f, trace, label)
+            return
+        big = v in ("large", "huge")
+        best = sorted(run.ids, key=lambda i: (-view.area(i) if big else view.area(i), i))[0]
+        trace.add(f"{label}{f.describe()}: the {'largest' if big else 'smallest'} of {len(run.ids)}: R{best}", [best])
+        run.ids = [best]
 
     # ---- filters -------------------------------------------------------------------------------
 
@@ -218,7 +257,7 @@ class Executor:
         has = {i: self._has_attr(view, i, f) for i in before}
         exact = [i for i in before if has[i] != f.negated]
         desc = f.describe()
-        if exact or f.negated or f.kind == "shape" and "has holes" in f.values or not before:
+        if exact or f.negated or f.kind not in SOFT_KINDS or not before:
             run.keep(exact)
             if not f.negated:
                 for i in exact:  # prefer the most so among several ("the small cup": the smaller one)
@@ -230,6 +269,8 @@ class Executor:
         trace.add(f"{label}{desc}: no region is exactly that; kept the most so, R{best}", run.ids)
 
     def _has_attr(self, view: SceneView, i: int, f: AttrFilter) -> bool:
+        if f.kind == "writing":
+            return bool(region_texts(view.regions[i])[1])
         if f.kind == "size":
             return view.attr(i, "size") in f.values
         if f.kind == "shape":
@@ -247,6 +288,8 @@ class Executor:
                 pos = next(k for k, v in POSITION_CELLS.items() if v == (ph, pv))
             for v in f.values:
                 if v in POSITION_CELLS and pos == v:
+                    return True
+                if v == "middle-row" and pv == "middle":
                     return True
                 if v.endswith("-row") and pv == v[:-4]:
                     return True
@@ -308,7 +351,7 @@ class Executor:
                 run.add(i, max(view.colours(i).get(v, 0.0) for v in vals))
             trace.add(f"{label}{f.describe()}: kept {ids_text(run.ids)}", run.ids)
             return
-        partly = [i for i in before if vals & set(view.colours(i))]
+        partly = [i for i in before if any(view.colours(i).get(v, 0.0) >= PARTIAL_COLOUR_FRAC for v in vals)]
         run.keep(partly)
         for i in partly:
             run.add(i, max(view.colours(i).get(v, 0.0) for v in vals))
@@ -342,45 +385,74 @@ class Executor:
         if not before:
             trace.add(f"{label}{f.describe()}: nothing left to match", [])
             return
+        shape = _shape_noun(f)
+        role = _role_word(f)
         regions = [view.regions[i] for i in before]
         ns = self.matcher.score(regions, f.phrase, f.alternatives, f.head)
         lexical_only = not self.matcher.semantic
         if not view.has_captions:
-            # no captioner: only text read on the objects can confirm object words
+            # no captioner: text read on the objects, the shape a shape noun names, or the role confirm it
             hits = [i for i in before if ns.why[i].startswith("reads")]
-            if f.negated:
+            if shape is not None or role is not None:
+                checked = self._noun_check(view, before, shape, role)
+                what = f"shape {shape.describe()}" if shape is not None else f"role {role}"
+                if f.negated:
+                    run.keep([i for i in before if i not in checked])
+                else:
+                    run.keep(sorted(set(checked) | set(hits)))
+                trace.add(f"{label}{f.describe()}: no captions; {what}: kept {ids_text(run.ids)}", run.ids)
+            elif f.negated:
                 run.keep([i for i in before if i not in hits])
                 trace.add(f"{label}{f.describe()}: no captions; by text read: kept {ids_text(run.ids)}", run.ids)
             elif hits:
                 run.keep(hits)
                 trace.add(f"{label}{f.describe()}: no captions; text read on {ids_text(hits)} names it", run.ids)
             elif narrowing:
-                trace.add(f"{label}{f.describe()}: no captions to match it against; not checked", run.ids)
+                trace.add(f"{label}{f.describe()}: NOT CHECKED (no captions, no text and no shape name it); "
+                          "the other filters decide", run.ids)
             else:
                 run.keep([])
-                trace.add(f"{label}{f.describe()}: no captions or text name it; nothing else describes it", [])
+                trace.add(f"{label}{f.describe()}: no captions, text or shape can confirm it and nothing else "
+                          "describes it: nothing", [])
             return
         if f.negated:
             drop = [i for i in before if ns.scores[i] >= NEGATED_FLOOR]
+            if not drop and (shape is not None or role is not None):
+                drop = self._noun_check(view, before, shape, role)
             run.keep([i for i in before if i not in drop])
             trace.add(f"{label}{f.describe()}: dropped {ids_text(drop)}", run.ids)
             return
         floor = PURPOSE_FLOOR if f.purpose else MATCH_FLOOR
         kept = ns.matches(before, floor=floor, margin=MATCH_MARGIN)
-        run.keep(kept)
-        for i in kept:
-            run.add(i, 2.0 * ns.scores[i])  # object words weigh most when one region must be chosen
         ranked = sorted(before, key=lambda i: -ns.scores[i])[:3]
         detail = "; ".join(f"R{i} {ns.scores[i]:.2f}" for i in ranked)
         how = "lexical only (no sentence-embedding model)" if lexical_only else "caption/text similarity"
+        if not kept and (shape is not None or role is not None):
+            # captions first, then the shape (or role) the noun names
+            kept = self._noun_check(view, before, shape, role)
+            what = f"shape {shape.describe()}" if shape is not None else f"role {role}"
+            run.keep(kept)
+            trace.add(f"{label}{f.describe()} by {how} [{detail}]: no caption names it; by {what}: kept "
+                      f"{ids_text(run.ids)}", run.ids)
+            return
+        run.keep(kept)
+        for i in kept:
+            run.add(i, 2.0 * ns.scores[i])  # object words weigh most when one region must be chosen
         trace.add(f"{label}{f.describe()} by {how} [{detail}]: kept {ids_text(run.ids)}", run.ids)
+
+    @staticmethod
+    def _noun_check(view: SceneView, ids: Sequence[int], shape, role: str | None) -> list[int]:
+        if shape is not None:
+            return [i for i in ids if shape.holds(view.attr(i, "shape") or [])]
+        return [i for i in ids if view.role(i) == role]
 
     # ---- relations -------------------------------------------------------------------------------
 
     def _relation(self, view: SceneView, run: _Run, f: RelationFilter, trace: Trace, label: str, depth: int) -> None:
         sub = label + "  "
-        refs = self._spec(view, _as_all(f.ref), trace, sub + "ref: ", depth + 1)
-        refs2 = self._spec(view, _as_all(f.ref2), trace, sub + "ref 2: ", depth + 1) if f.ref2 is not None else []
+        refs = self._spec(view, f.ref, trace, sub + "ref: ", depth + 1, as_all=_ref_all(f.ref))
+        refs2 = self._spec(view, f.ref2, trace, sub + "ref 2: ", depth + 1, as_all=_ref_all(f.ref2)) \
+            if f.ref2 is not None else []
         before = list(run.ids)
         test = self._relation_test(view, f.relation, refs, refs2)
         held: dict[int, float] = {}
@@ -485,9 +557,12 @@ class Executor:
     def _order(self, view: SceneView, run: _Run, o: Order, trace: Trace, label: str, depth: int) -> None:
         refs: list[int] = []
         if o.key == "distance":
-            refs = self._spec(view, _as_all(o.ref) if o.ref is not None else ObjectSpec(), trace, label + "  ref: ", depth + 1)
+            ref = o.ref if o.ref is not None else ObjectSpec()
+            refs = self._spec(view, ref, trace, label + "  ref: ", depth + 1, as_all=_ref_all(ref))
+        how = ""
 
         def key(i: int) -> float:
+            nonlocal how
             if o.key == "area":
                 return view.area(i)
             if o.key == "x":
@@ -497,20 +572,44 @@ class Executor:
             if o.key == "distance":
                 d = [view.gap(i, r) for r in refs if r != i]
                 return min(d) if d else math.inf
+            if o.key.startswith("edge_"):
+                return view.edge_distance(i, o.key[5:])
+            if o.key == "viewer":
+                d, how = view.viewer_distance(i)
+                return d
             return float(view.attr(i, o.key, 0.0) or 0.0)
 
         pool = [i for i in run.ids if not (o.key == "distance" and (i in refs or key(i) == math.inf))]
         ranked = sorted(pool, key=lambda i: (-key(i) if o.descending else key(i), i))
-        keep = ranked[o.rank - 1 : o.rank - 1 + max(1, o.count)]
+        if o.rank == 0:  # the middle one
+            keep = [ranked[(len(ranked) - 1) // 2]] if len(ranked) % 2 == 1 else []
+            if not keep and ranked:
+                trace.add(f"{label}{o.word}: {len(ranked)} candidates have no single middle one", [])
+        elif o.rank < 0 or o.rank > len(ranked):
+            keep = []
+            trace.add(f"{label}{o.word or o.key}: rank {o.rank} of {len(ranked)} candidates does not exist", [])
+        else:
+            keep = ranked[o.rank - 1 : o.rank - 1 + max(1, o.count)]
         run.keep(keep)
         ref = f" {ids_text(refs)}" if o.key == "distance" else ""
-        trace.add(f"{label}{o.word or o.key}{ref} of {len(pool)}: kept {ids_text(run.ids)}", run.ids)
+        note = {"depth": " (by depth)", "image": " (no depth: lowest in the image is nearest)"}.get(how, "")
+        trace.add(f"{label}{o.word or o.key}{ref}{note} of {len(pool)}: kept {ids_text(run.ids)}", run.ids)
 
 
-def _as_all(spec: ObjectSpec | None) -> ObjectSpec:
+def _ref_all(spec: ObjectSpec | None) -> bool:
     """References count as every region they describe ("on the book": any book), unless ordered."""
-    if spec is None:
-        return ObjectSpec()
-    if spec.order is not None or spec.quantity == "all":
-        return spec
-    return ObjectSpec(spec.filters, spec.order, "all")
+    return spec is None or spec.order is None
+
+
+def _shape_noun(f: NounFilter):
+    """The vocabulary's shape check for the noun's head word (None when the head names no shape)."""
+    if not f.head or f.purpose:
+        return None
+    return SHAPE_NOUNS.get(singular(f.head.split()[-1]))
+
+
+def _role_word(f: NounFilter) -> str | None:
+    """"support" / "background" when the noun's head names one ("the table", "the wall")."""
+    if not f.head or f.purpose:
+        return None
+    return ROLE_NOUNS.get(singular(f.head.split()[-1]))

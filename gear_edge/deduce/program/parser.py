@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from gear_edge import vocabulary as _V
 from gear_edge.deduce.program.ast import (
     AttrFilter, Exclude, Filter, NounFilter, ObjectSpec, Order, Program, RelationFilter, TextFilter, Unresolved,
 )
@@ -33,49 +34,22 @@ MAX_TOKENS = 64  # words parsed; the rest of a very long query is left to the se
 
 # ---- lexicon ------------------------------------------------------------------------------------
 
-COLOUR_WORDS = {
-    "red": "red", "crimson": "red", "scarlet": "red", "maroon": "red", "reddish": "red",
-    "orange": "orange", "orangish": "orange",
-    "yellow": "yellow", "golden": "yellow", "gold": "yellow", "yellowish": "yellow",
-    "green": "green", "olive": "green", "lime": "green", "greenish": "green",
-    "blue": "blue", "navy": "blue", "cyan": "blue", "turquoise": "blue", "teal": "blue", "azure": "blue", "bluish": "blue",
-    "purple": "purple", "violet": "purple", "magenta": "purple", "lilac": "purple", "lavender": "purple", "purplish": "purple",
-    "pink": "pink", "pinkish": "pink", "rose": "pink",
-    "brown": "brown", "beige": "brown", "tan": "brown", "khaki": "brown", "brownish": "brown",
-    "black": "black", "blackish": "black",
-    "white": "white", "whitish": "white", "cream": "white",
-    "grey": "grey", "silver": "grey", "greyish": "grey",
-}
-COLOUR_MODS = {"light", "dark", "pale", "bright", "deep", "vivid", "dull"}
-SIZE_WORDS = {
-    "tiny": ("tiny",), "minuscule": ("tiny",), "little": ("tiny", "small"), "small": ("tiny", "small"),
-    "smallish": ("small",), "medium": ("medium",), "mid sized": ("medium",), "medium sized": ("medium",),
-    "average sized": ("medium",), "large": ("large", "huge"), "big": ("large", "huge"), "biggish": ("large",),
-    "huge": ("huge",), "giant": ("huge",), "enormous": ("huge",), "massive": ("huge",),
-    # comparatives without "than" ("the smaller ball"): the most so among the candidates
-    "smaller": ("tiny", "small"), "littler": ("tiny", "small"), "bigger": ("large", "huge"), "larger": ("large", "huge"),
-}
-SHAPE_WORDS = {
-    "round": ("round",), "circular": ("round",), "spherical": ("round",), "ball shaped": ("round",),
-    "disc shaped": ("round",), "disk shaped": ("round",), "oval": ("round",),
-    "square": ("square",), "cubic": ("square",), "boxy": ("square", "rectangular"),
-    "rectangular": ("rectangular", "square"), "oblong": ("rectangular",), "rectangle shaped": ("rectangular", "square"),
-    "long": ("elongated",), "elongated": ("elongated",), "thin": ("elongated",), "skinny": ("elongated",),
-    "slender": ("elongated",), "narrow": ("elongated",), "stick like": ("elongated",), "stick shaped": ("elongated",),
-    "irregular": ("irregular",), "irregularly shaped": ("irregular",), "odd shaped": ("irregular",), "blobby": ("irregular",),
-    "holed": ("has holes",), "ring shaped": ("has holes",), "hollow": ("has holes",),
-}
-BRIGHT_WORDS = {"dark": ("dark",), "darker": ("dark",), "bright": ("bright",), "light coloured": ("bright",),
-                "pale": ("bright",), "shiny": ("bright",)}
-TEXTURE_WORDS = {"plain": ("plain",), "smooth": ("plain",), "uniform": ("plain",), "featureless": ("plain",),
-                 "textured": ("textured",), "patterned": ("textured",), "striped": ("textured",),
-                 "rough": ("textured",), "detailed": ("textured",), "busy": ("textured",)}
+COLOUR_WORDS = _V.COLOUR_WORDS
+COLOUR_MODS = _V.COLOUR_MODIFIERS
+SIZE_WORDS = {w: classes for w, (classes, _) in _V.SIZE_WORDS.items()}
+SHAPE_WORDS = _V.SHAPE_WORDS
+BRIGHT_WORDS = _V.BRIGHTNESS_WORDS
+TEXTURE_WORDS = _V.TEXTURE_WORDS
 POS_WORDS = {
     "top left": "top-left", "upper left": "top-left", "top right": "top-right", "upper right": "top-right",
     "bottom left": "bottom-left", "lower left": "bottom-left", "bottom right": "bottom-right", "lower right": "bottom-right",
     "left": "left-column", "left hand": "left-column", "right": "right-column", "right hand": "right-column",
     "top": "top-row", "upper": "top-row", "bottom": "bottom-row", "lower": "bottom-row",
     "middle": "centre", "centre": "centre", "central": "centre", "centred": "centre",
+    "top centre": "top", "top middle": "top", "bottom centre": "bottom", "bottom middle": "bottom",
+    "middle left": "left", "centre left": "left", "left middle": "left", "left centre": "left",
+    "middle right": "right", "centre right": "right", "right middle": "right", "right centre": "right",
+    "middle top": "top", "centre top": "top", "middle bottom": "bottom", "centre bottom": "bottom",
 }
 POS_PREPS = ("on", "at", "in", "to", "towards", "toward", "near")
 POS_TAILS = (("corner",), ("side",), ("part",), ("area",), ("edge",), ("half",), ("of", "the", "image"), ("of", "the", "picture"),
@@ -95,8 +69,12 @@ SUPERLATIVES = {
     "roundest": ("circularity", True), "most round": ("circularity", True), "most circular": ("circularity", True),
 }
 DISTANCE_SUPERLATIVES = {"closest": False, "nearest": False, "furthest": True, "farthest": True}
-ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
-            "fifth": 5, "5th": 5, "sixth": 6, "6th": 6, "last": -1}
+ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+            "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "last": -1,
+            **{f"{n}{'st' if n % 10 == 1 and n != 11 else 'nd' if n % 10 == 2 and n != 12 else 'rd' if n % 10 == 3 and n != 13 else 'th'}": n
+               for n in range(1, MAX_COUNT + 1)}}
+# an ordinal that names no position: negative, fractional or zero ("the -3rd", "the 2.5th", "the 0th")
+_BAD_ORDINAL = re.compile(r"(?:(?<![\w.])-\s*\d+|\d+[.,]\d+|(?<![\w.])0+)\s*(?:st|nd|rd|th)\b", re.I)
 ORDER_DIRECTIONS = {"left": ("x", False), "right": ("x", True), "top": ("y", False), "bottom": ("y", True)}
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
            "a couple of": 2, "a pair of": 2}
@@ -121,53 +99,39 @@ PREAMBLES = [
     "is there any", "are there any", "do you see", "can you see", "there is", "there are", "mask", "the mask of",
     "mask of", "the region of", "which is", "what is", "which are", "what are", "tell me", "identify", "indicate",
     "search for", "i need you to find", "help me find", "kindly", "now", "ok", "okay", "hey", "robot",
+    "how many", "count", "count the", "count all", "whichever", "whichever one is", "whichever is",
+    "whichever one's", "which one", "could you please", "can you please", "would you please", "please get",
+    "which", "i'd like you to", "go get", "go and get", "lift", "pick out", "choose", "look at",
 ]
 PURPOSE_PREAMBLES = ["what can i use", "what could i use", "what should i use", "what do i use", "which can i use",
                      "what would i use", "what can be used", "which object can i use", "what object can i use",
                      "which thing can i use", "what thing can i use", "give me something", "i need something",
-                     "something i can use", "anything i can use"]
+                     "something i can use", "anything i can use", "what can i", "what could i", "what should i",
+                     "give me something", "hand me something", "get me something", "bring me something",
+                     "something i can", "anything i can", "what do i"]
 TRAILERS = ["please", "for me", "in the image", "in the picture", "in the scene", "in this image", "in the photo",
-            "here", "now", "thanks", "thank you"]
-# relation phrases -> relation name (target <relation> reference)
-RELATION_PHRASES = {
-    "on": "on", "on top of": "on", "onto": "on", "upon": "on", "atop": "on", "resting on": "on", "sitting on": "on",
-    "lying on": "on", "placed on": "on", "standing on": "on", "put on": "on", "laying on": "on", "on the top of": "on",
-    "under": "under", "underneath": "under", "beneath": "under", "below": "below", "lower than": "below",
-    "above": "above", "over": "above", "higher than": "above",
-    "in": "inside", "inside": "inside", "inside of": "inside", "within": "inside", "contained in": "inside", "into": "inside",
-    "containing": "contains", "holding": "contains", "enclosing": "contains", "surrounding": "contains",
-    "left of": "left_of", "to the left of": "left_of", "on the left of": "left_of", "on the left side of": "left_of",
-    "on the left hand side of": "left_of", "to the left side of": "left_of", "left from": "left_of",
-    "right of": "right_of", "to the right of": "right_of", "on the right of": "right_of",
-    "on the right side of": "right_of", "on the right hand side of": "right_of", "to the right side of": "right_of",
-    "right from": "right_of",
-    "next to": "near", "beside": "near", "by": "near", "near": "near", "near to": "near", "close to": "near",
-    "nearby": "near", "adjacent to": "near", "alongside": "near", "by the side of": "near", "around": "near",
-    "touching": "touching", "against": "touching", "in contact with": "touching", "leaning on": "touching",
-    "in front of": "in_front_of", "behind": "behind", "in back of": "behind", "hidden by": "behind",
-    "covered by": "behind", "blocked by": "behind", "covering": "in_front_of", "blocking": "in_front_of",
-    "bigger than": "larger_than", "larger than": "larger_than", "greater than": "larger_than",
-    "smaller than": "smaller_than", "littler than": "smaller_than", "tinier than": "smaller_than",
-    "same colour as": "same_colour_as", "the same colour as": "same_colour_as", "of the same colour as": "same_colour_as",
-    "in the same colour as": "same_colour_as", "same colour as the": "same_colour_as",
-    "between": "between", "in between": "between",
-}
+            "here", "now", "thanks", "thank you", "are there", "is there", "do you see", "can you see", "there are",
+            "there is", "are there here", "you see", "do you have", "is it", "are they", "in view"]
+RELATION_PHRASES = _V.RELATION_PHRASES  # target <relation> reference
 # "closest to" etc.: orders by distance to a reference
 DISTANCE_PHRASES = {"closest to": False, "nearest to": False, "nearest": False, "closest": False,
                     "furthest from": True, "farthest from": True, "furthest away from": True, "farthest away from": True}
-COMPARATIVE_ORDER = {"larger": ("area", True), "bigger": ("area", True), "smaller": ("area", False),
-                     "littler": ("area", False), "higher": ("y", False), "lower": ("y", True)}
-COMPARATIVE_WORDS = {"bigger": "larger_than", "larger": "larger_than", "smaller": "smaller_than"}
+COMPARATIVE_ORDER = {**{w: ("area", d) for w, d in _V.SIZE_COMPARATIVES.items()},
+                     "higher": ("y", False), "lower": ("y", True)}
+COMPARATIVE_WORDS = {w: "larger_than" if d else "smaller_than" for w, d in _V.SIZE_COMPARATIVES.items()}
 TEXT_INTROS = ["that says", "which says", "saying", "says", "that reads", "which reads", "reading", "reads",
                "labelled", "labelled with", "marked", "marked with", "with the text", "with the word", "with the words",
                "with the label", "with text", "with label", "with the writing", "with writing", "that has the word",
                "that has the text", "with the sign", "printed with", "written", "inscribed", "titled", "named",
-               "that say", "which say", "with the letters", "spelling"]
+               "that say", "which say", "with the letters", "spelling", "say", "read", "that read", "which read",
+               "with the name", "that is labelled", "showing", "that shows"]
 RELPRONS = {"that", "which", "who", "whose"}
 COPULAS = {"is", "are", "was", "were", "be", "being", "'s", "looks", "look", "seems", "appears", "sits", "lies", "stands"}
-NEGATIONS = {"not", "isn't", "aren't", "isnt", "arent", "never", "no"}
+NEGATIONS = {"not", "isn't", "aren't", "isnt", "arent", "never", "no", "don't", "doesn't", "dont", "doesnt",
+             "didn't", "wasn't", "weren't", "neither", "nor"}
 EXCEPT_PHRASES = ["except", "except for", "but not", "other than", "apart from", "excluding", "besides", "aside from",
-                  "not including", "save for", "without the"]
+                  "not including", "save for", "without the", "but", "but for", "leaving out", "ignoring",
+                  "except the", "minus", "all but", "everything but", "apart from the", "with the exception of"]
 PURPOSE_STARTS = ["to", "for", "used to", "used for", "that can", "which can", "that i can", "i can", "you can",
                   "we can", "one can", "that could", "that we can", "that you can", "meant for", "good for", "useful for",
                   "suitable for", "designed for", "made for", "i could", "in order to", "so i can", "so that i can"]
@@ -183,7 +147,7 @@ _QUOTES = re.compile(r"\"([^\"]{1,200})\"|“([^”]{1,200})”|‘([^’]{1,200
 
 
 def _phrases(items) -> dict[tuple[str, ...], object]:
-    if isinstance(items, dict):
+    if hasattr(items, "items"):
         return {tuple(k.split()): v for k, v in items.items()}
     return {tuple(k.split()): True for k in items}
 
@@ -211,6 +175,7 @@ CLOSED_WORDS = (
     DETERMINERS | PLURAL_DETERMINERS | RELPRONS | COPULAS | NEGATIONS | GENERIC_SINGULAR | GENERIC_PLURAL
     | set(ORDINALS) | PREPOSITIONS | {"and", "or", "non", "except", "but", "than", "without", "all", "every", "each",
                                      "both", "any", "it", "them", "else", "also", "then"}
+    | _V.POSTURE_VERBS | set(COMPARATIVE_ORDER)
 )
 _PRE_TABLES = (_COLOURS, _SIZES, _SHAPES, _BRIGHT, _TEXTURES, _POS, _SUPS)
 
@@ -293,9 +258,24 @@ class _Spec:
 
 
 class Parser:
-    """``parse(query) -> Program`` (pure, deterministic; raises nothing on odd text)."""
+    """``parse(query) -> Program`` (pure, deterministic; raises nothing on odd text).
+
+    Holds no state between calls: each parse runs on its own :class:`_ParseRun`, so one instance may
+    be shared by threads."""
 
     def parse(self, query: str) -> Program:
+        return _ParseRun().parse(query)
+
+
+class _ParseRun:
+    """The cursor state of one parse."""
+
+    def parse(self, query: str) -> Program:
+        bad = _BAD_ORDINAL.search(str(query))
+        if bad:
+            why = (f"'{bad.group(0).strip()}' is no position in an order (an ordinal must be a whole number "
+                   "from 1): nothing can be that")
+            return Program(str(query), (ObjectSpec(),), (), (why,), why)
         self.toks, self.quotes, self.soft = tokenize(str(query))
         self.notes: list[str] = []
         if len(self.toks) > MAX_TOKENS:
@@ -324,9 +304,11 @@ class Parser:
                     self._leftover(rest, s)
                     targets.append(s.build())
                 break
+        nothing = ""
         if not targets:
+            nothing = "the query names nothing to look for: nothing is returned"
             targets.append(ObjectSpec())
-        return Program(str(query), tuple(targets), tuple(self.unresolved), tuple(self.notes))
+        return Program(str(query), tuple(targets), tuple(self.unresolved), tuple(self.notes), nothing)
 
     # ---- cursor helpers ---------------------------------------------------------------------
 
@@ -477,11 +459,18 @@ class Parser:
                 s.rank = None
                 self._skip_of_the()  # "the largest of the (three) cups"
                 continue
-            if w in COMPARATIVE_ORDER and self._peek(1) == "of":  # "the larger of the two balls"
+            if w in COMPARATIVE_ORDER and self._peek(1) != "than" and (
+                    w in _V.SIZE_COMPARATIVES or self._peek(1) == "of"):
+                # "the larger of the two balls", "the bigger green disc": the most so among the candidates
                 key, desc = COMPARATIVE_ORDER[w]
                 s.order = Order(key, desc, 1, 1, w)
                 self.i += 1
                 self._skip_of_the()
+                continue
+            if w == "middle" and self._peek(1) not in ("left", "right", "top", "bottom", "of", "") \
+                    and not self._head_position(self.i + 1):
+                s.order = Order("x", False, 0, 1, "middle")  # "the middle box": the middle one, left to right
+                self.i += 1
                 continue
             if w in ORDINALS:
                 s.rank, s.rank_word = ORDINALS[w], w
@@ -499,7 +488,7 @@ class Parser:
             else:
                 m = self._match(_POS)
                 if m and self._peek(m[0]) not in ("of",):
-                    s.filters.append(AttrFilter("position", (str(m[1]),), negate))
+                    _add_position(s, str(m[1]), negate)
                     self.i += m[0]
                     negate = False
                     if self._peek() in ("side", "hand", "most"):
@@ -525,7 +514,7 @@ class Parser:
         for table in (_COLOURS, _SIZES, _SHAPES, _BRIGHT, _TEXTURES, _POS, _SUPS):
             if self._match(table, at):
                 return True
-        return at < len(self.toks) and self.toks[at].w in COLOUR_MODS | set(ORDINALS)
+        return at < len(self.toks) and self.toks[at].w in COLOUR_MODS | set(ORDINALS) | set(_V.SIZE_COMPARATIVES)
 
     def _head_position(self, at: int) -> bool:
         """Nothing noun-like follows at ``at`` (end, punctuation, or a post-modifier starts)."""
@@ -707,7 +696,12 @@ class Parser:
                 text = self._text_arg()
                 if text:
                     s.filters.append(TextFilter(text, negate))
+                elif any(t.w in ("text", "writing", "label", "words", "letters") for t in self.toks[start : self.i]):
+                    s.filters.append(AttrFilter("writing", ("some",), negate))  # "with writing on it"
                 negate = False
+                continue
+            if w in _V.POSTURE_VERBS and self._post_start(self.i + 1):
+                self.i += 1  # "sitting inside the ring"
                 continue
             if tuple(t.w for t in self.toks[self.i : self.i + 5]) in {h for h in WITH_HOLES} or \
                     tuple(t.w for t in self.toks[self.i : self.i + 3]) in {h for h in WITH_HOLES if len(h) <= 3}:
@@ -731,13 +725,20 @@ class Parser:
                     key, desc = ORDER_DIRECTIONS[value.split("-")[0]]
                     s.order = Order(key, desc, 1, 1, f"far {value.split('-')[0]}")
                 else:
-                    s.filters.append(AttrFilter("position", (value,), negate))
+                    _add_position(s, value, negate)
                 self.i += n
                 negate = False
                 continue
             m = self._match(_DIST)
             if m:
                 self.i += m[0]
+                ev = self._edge_viewer(self.i)
+                if ev is not None:
+                    n, key, word = ev
+                    self.i += n
+                    far = bool(m[1])
+                    s.order = Order(key, far, 1, 1, f"{'furthest from' if far else 'closest to'} {word}")
+                    continue
                 ref = self._np(depth + 1)
                 if ref is not None:
                     word = "furthest from" if m[1] else "closest to"
@@ -810,6 +811,33 @@ class Parser:
                     self._leftover(" ".join([*words, rest]), s, s.head[-1] if s.head else None)
                 return
 
+    def _edge_viewer(self, at: int) -> tuple[int, str, str] | None:
+        """After "closest to" / "furthest from": an image edge ("the top edge", "the left of the
+        picture") or the viewer ("me", "the camera") -> (tokens, order key, words)."""
+        toks = [t.w for t in self.toks[at : at + 7]]
+        if not toks:
+            return None
+        if toks[0] in _V.VIEWER_WORDS:
+            return 1, "viewer", toks[0]
+        if len(toks) >= 2 and " ".join(toks[:2]) in _V.VIEWER_WORDS:
+            return 2, "viewer", " ".join(toks[:2])
+        j = 1 if toks[0] == "the" else 0
+        if j >= len(toks) or toks[j] not in _V.EDGE_WORDS:
+            return None
+        side = _V.EDGE_WORDS[toks[j]]
+        j += 1
+        edge = j < len(toks) and toks[j] in _V.EDGE_NOUNS
+        if edge:
+            j += 1
+        image = toks[j : j + 3][:1] == ["of"] and len(toks) > j + 1 and (
+            toks[j + 1] in _V.IMAGE_NOUNS or (toks[j + 1] == "the" and len(toks) > j + 2 and toks[j + 2] in _V.IMAGE_NOUNS))
+        if image:
+            j += 2 if toks[j + 1] in _V.IMAGE_NOUNS else 3
+        end = j >= len(toks) or toks[j] in (",", ";", "and", "or")
+        if edge or image or end:
+            return j, f"edge_{side}", f"the {side} edge"
+        return None
+
     def _belongs_outside(self, s: _Spec) -> bool:
         """In a reference phrase: whether the words at the cursor modify the outer phrase instead —
         relation / ordering / exception phrases ("the thing on the table left of the book"), and
@@ -858,6 +886,19 @@ class Parser:
 
     def _with(self, s: _Spec, negate: bool, depth: int) -> None:
         """'with holes', 'with the text X', 'with a cup on it', 'with a cup' (after 'with' / 'has')."""
+        j = self.i
+        while j < len(self.toks) and self.toks[j].w in ("a", "an", "some", "no", "any"):
+            j += 1
+        if j < len(self.toks) and self.toks[j].w in _V.FEATURE_NOUNS and not (
+                j + 1 < len(self.toks) and self.toks[j + 1].w in ("that", "which", "saying", "says", "reading")):
+            # "with stripes", "with a hole in it", "with no label", "with writing on it"
+            kind, value = _V.FEATURE_NOUNS[self.toks[j].w]
+            neg = negate != any(t.w == "no" for t in self.toks[self.i : j])
+            self.i = j + 1
+            if self._peek() in ("on", "in") and self._peek(1) in ("it", "them"):
+                self.i += 2
+            s.filters.append(AttrFilter(kind, (value,), neg))
+            return
         w = self._peek()
         if w in ("holes", "hole") or (w == "a" and self._peek(1) == "hole"):
             self.i += 1 if w != "a" else 2
@@ -938,3 +979,16 @@ class Parser:
 def parse(query: str) -> Program:
     """Parses ``query`` into a Program (see :class:`Parser`)."""
     return Parser().parse(query)
+
+
+def _add_position(s: _Spec, value: str, negate: bool) -> None:
+    """Adds a position filter; a row and a column said separately ("at the top, in the middle")
+    become one cell (``gear_edge.vocabulary.POSITION_COMBINE``)."""
+    if not negate:
+        for k, f in enumerate(s.filters):
+            if isinstance(f, AttrFilter) and f.kind == "position" and not f.negated and len(f.values) == 1:
+                cell = _V.POSITION_COMBINE.get(frozenset({f.values[0], value}))
+                if cell is not None:
+                    s.filters[k] = AttrFilter("position", (cell,))
+                    return
+    s.filters.append(AttrFilter("position", (value,), negate))
