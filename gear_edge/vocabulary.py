@@ -112,7 +112,7 @@ class ShapeNoun:
         return ", ".join(parts)
 
 
-_BOXY = ShapeNoun(("rectangular", "square"), (), ("has holes",))
+_BOXY = ShapeNoun(("rectangular", "square"))  # a tray with things in it has holes in its mask
 _SQUARE = ShapeNoun(("square",), (), ("has holes",))
 _ROUND = ShapeNoun(("round",), (), ("has holes",))
 _RING = ShapeNoun(("round",), ("has holes",))
@@ -121,7 +121,7 @@ _TRI = ShapeNoun(("triangular",))
 # object nouns (singular) -> the shape check they stand for when no caption confirms them
 SHAPE_NOUNS: Mapping[str, ShapeNoun] = MappingProxyType({
     **{w: _BOXY for w in ("box", "carton", "block", "brick", "rectangle", "crate", "slab", "cuboid", "package",
-                          "parcel")},
+                          "parcel", "tray", "board", "book", "card", "mat", "envelope", "sheet", "tablet", "panel")},
     **{w: _SQUARE for w in ("square", "cube", "tile")},
     **{w: _ROUND for w in ("ball", "disc", "disk", "coin", "plate", "lid", "circle", "dot", "sphere", "puck", "spot",
                            "round")},
@@ -269,6 +269,8 @@ RELATION_PHRASES: Mapping[str, str] = MappingProxyType({
     "enclosed by": "inside", "surrounded by": "inside",
     "containing": "contains", "holding": "contains", "enclosing": "contains", "surrounding": "contains",
     "that contains": "contains", "which contains": "contains", "that holds": "contains", "around": "contains",
+    "contains": "contains", "contain": "contains", "holds": "contains", "hold": "contains", "encloses": "contains",
+    "surrounds": "contains", "has inside it": "contains",
     "left of": "left_of", "to the left of": "left_of", "on the left of": "left_of", "on the left side of": "left_of",
     "on the left hand side of": "left_of", "to the left side of": "left_of", "left from": "left_of",
     "right of": "right_of", "to the right of": "right_of", "on the right of": "right_of",

@@ -85,11 +85,15 @@ class Description:
 
 
 class SceneFacts(SceneIndex):
-    """Exact attribute and relation look-ups on one scene (``ids`` sorted)."""
+    """Exact attribute and relation look-ups on one scene (``ids`` sorted: the regions with role
+    "object", or every region when none has)."""
 
     def __init__(self, scene: Scene) -> None:
         super().__init__(scene)
-        self.ids = sorted(self.regions)
+        # questions are about objects, as the deducer reads them: the support / background regions only
+        # when no region is an object (the executor's role rule)
+        objects = sorted(i for i in self.regions if self.role(i) == "object")
+        self.ids = objects or sorted(self.regions)
         self._match_cache: dict[Atom, frozenset[int]] = {}
 
     # ---- attributes ----------------------------------------------------------------------------

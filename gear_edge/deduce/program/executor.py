@@ -393,6 +393,10 @@ class Executor:
         if not view.has_captions:
             # no captioner: text read on the objects, the shape a shape noun names, or the role confirm it
             hits = [i for i in before if ns.why[i].startswith("reads")]
+            words = f.phrase.split()
+            if not hits and len(words) > 1 and not f.purpose:  # "the keep dry box": its label before the noun
+                label_words = " ".join(words[:-1])
+                hits = [i for i in before if text_matches(label_words, region_texts(view.regions[i])[1] or "")]
             if shape is not None or role is not None:
                 checked = self._noun_check(view, before, shape, role)
                 what = f"shape {shape.describe()}" if shape is not None else f"role {role}"
@@ -400,7 +404,8 @@ class Executor:
                     run.keep([i for i in before if i not in checked])
                 else:
                     run.keep(sorted(set(checked) | set(hits)))
-                trace.add(f"{label}{f.describe()}: no captions; {what}: kept {ids_text(run.ids)}", run.ids)
+                trace.add(f"{label}{f.describe()}: no captions (the words themselves not checked); by {what}: "
+                          f"kept {ids_text(run.ids)}", run.ids)
             elif f.negated:
                 run.keep([i for i in before if i not in hits])
                 trace.add(f"{label}{f.describe()}: no captions; by text read: kept {ids_text(run.ids)}", run.ids)
@@ -501,9 +506,10 @@ class Executor:
                     return 0.5
                 return None
             return lambda c: best(c, on)
-        if rel == "under":
+        if rel == "under":  # stacked under it, else below it (a camera looking down sees "under" as lower)
             return lambda c: best(c, lambda c_, r: 1.0 if e("under", c_, r) else (
-                0.5 * view.alignment(c_, r, 0, 1) if view.direction(c_, r, "y") == 1 and e("touching", c_, r) else None))
+                (0.5 if e("touching", c_, r) else 0.3) * view.alignment(c_, r, 0, 1)
+                if view.direction(c_, r, "y") == 1 else None))
         if rel == "inside":
             return lambda c: best(c, lambda c_, r: 1.0 if e("inside", c_, r) else None)
         if rel == "contains":

@@ -99,7 +99,7 @@ PREAMBLES = [
     "is there any", "are there any", "do you see", "can you see", "there is", "there are", "mask", "the mask of",
     "mask of", "the region of", "which is", "what is", "which are", "what are", "tell me", "identify", "indicate",
     "search for", "i need you to find", "help me find", "kindly", "now", "ok", "okay", "hey", "robot",
-    "how many", "count", "count the", "count all", "whichever", "whichever one is", "whichever is",
+    "get me", "grab me", "show us", "give us", "find us", "how many", "count", "count the", "count all", "whichever", "whichever one is", "whichever is",
     "whichever one's", "which one", "could you please", "can you please", "would you please", "please get",
     "which", "i'd like you to", "go get", "go and get", "lift", "pick out", "choose", "look at",
 ]
@@ -792,6 +792,11 @@ class _ParseRun:
                             if isinstance(f, (AttrFilter, TextFilter, NounFilter)):
                                 s.filters[k] = replace(f, negated=not f.negated)
                     negate = False
+                    continue
+            if s.generic and not s.head and self._is_premod(self.i) and not negate:
+                before = len(s.filters)
+                self._premods(s)  # "something yellow", "anything round"
+                if self.i != start:
                     continue
             if s.generic and not s.head and self._unknown(self.i):
                 # "something sharp", "anything edible": describe the object in words the grammar lacks
