@@ -177,7 +177,14 @@ def _mount_optional(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args: list[str] = []
+    if argv[:1] == ["ros"] and "--ros-args" in argv:  # ROS users type --ros-args without a "--" first
+        k = argv.index("--ros-args")
+        argv, ros_args = argv[:k], argv[k:]
     args = parser.parse_args(argv)
+    if ros_args:
+        args.ros_args = ros_args + list(getattr(args, "ros_args", None) or [])
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))

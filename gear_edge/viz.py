@@ -14,8 +14,12 @@ TARGET_RGB = (255, 40, 40)
 OUTLINE_RGB = (255, 255, 255)
 
 
-def render_answer(image: np.ndarray, scene: Scene, answer: Answer, *, max_caption_lines: int = 8) -> np.ndarray:
-    """RGB uint8 overlay: all region outlines + ids, targets tinted red, query and chain below the image."""
+def render_answer(image: np.ndarray, scene: Scene, answer: Answer, *, max_caption_lines: int = 8,
+                  caption: bool = True) -> np.ndarray:
+    """RGB uint8 overlay: all region outlines + ids, targets tinted red, query and chain below the image.
+
+    ``caption=False``: no text panel, so the overlay has the image's size (to lay over the camera frame;
+    the ROS node sends the chain in its answer instead)."""
     image = check_image(image)
     h, w = image.shape[:2]
     out = image.copy()
@@ -34,6 +38,8 @@ def render_answer(image: np.ndarray, scene: Scene, answer: Answer, *, max_captio
         org = (int(cx) - 10, int(cy) + 5)
         cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
         cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+    if not caption:
+        return out
     targets = ", ".join(f"R{t}" for t in answer.targets) or "none"
     lines = [f"Q: {answer.query}", f"A: {targets}  ({answer.mode})"]
     for i, step in enumerate(answer.steps, 1):
@@ -41,7 +47,7 @@ def render_answer(image: np.ndarray, scene: Scene, answer: Answer, *, max_captio
         lines += textwrap.wrap(f"{i}. {step.text}{kept}", width=max(40, int(w / (11 * scale))))
     lines = lines[: max_caption_lines + 2]
     line_h = int(28 * scale) + 6
-    caption = np.full((line_h * len(lines) + 10, w, 3), 20, np.uint8)
+    panel = np.full((line_h * len(lines) + 10, w, 3), 20, np.uint8)
     for i, text in enumerate(lines):
-        cv2.putText(caption, text, (8, line_h * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (235, 235, 235), 1, cv2.LINE_AA)
-    return np.concatenate([out, caption], axis=0)
+        cv2.putText(panel, text, (8, line_h * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (235, 235, 235), 1, cv2.LINE_AA)
+    return np.concatenate([out, panel], axis=0)

@@ -35,4 +35,5 @@ if "${PIP[@]}" show opencv-python >/dev/null 2>&1; then  # never the GUI build n
   "${PIP[@]}" uninstall --quiet -y opencv-python
   "${PIP[@]}" install --quiet --force-reinstall --no-deps "opencv-python-headless>=4.8"
 fi
+case ",$EXTRAS," in *,ros,*) bash scripts/build_ros_msgs.sh .venv ;; esac  # the typed ROS interface
 .venv/bin/python -m gear_edge.cli info >/dev/null

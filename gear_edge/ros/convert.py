@@ -59,3 +59,24 @@ def mono8_fields(mask: np.ndarray) -> tuple[int, int, int, bytes]:
 def rgb8_fields(rgb: np.ndarray) -> tuple[int, int, int, bytes]:
     h, w = rgb.shape[:2]
     return h, w, 3 * w, np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+
+
+DEPTH_ENCODINGS = {"16uc1": np.uint16, "mono16": np.uint16, "32fc1": np.float32}
+
+
+def depth_image_to_array(encoding: str, height: int, width: int, step: int, data, is_bigendian: int = 0) -> np.ndarray:
+    """A depth sensor_msgs/Image as numpy ``[H, W]``: ``16UC1``/``mono16`` uint16 (millimetres by
+    convention) or ``32FC1`` float32 (metres). Copies; rows may be padded."""
+    enc = str(encoding).lower()
+    if enc not in DEPTH_ENCODINGS:
+        raise InputError(f"unsupported depth encoding {encoding!r} (supported: 16UC1, mono16, 32FC1)")
+    if height <= 0 or width <= 0:
+        raise InputError(f"depth image is empty ({height}x{width})")
+    dt = np.dtype(DEPTH_ENCODINGS[enc]).newbyteorder(">" if is_bigendian else "<")
+    if step < width * dt.itemsize:
+        raise InputError(f"depth step {step} is smaller than width*{dt.itemsize} = {width * dt.itemsize} for {encoding}")
+    buf = np.frombuffer(memoryview(data), dtype=np.uint8)
+    if buf.size != step * height:
+        raise InputError(f"depth data has {buf.size} bytes but step*height = {step}*{height} = {step * height}")
+    rows = buf.reshape(height, step)[:, : width * dt.itemsize]
+    return np.ascontiguousarray(rows).view(dt).reshape(height, width).astype(dt.newbyteorder("="))
