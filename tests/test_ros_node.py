@@ -1,151 +1,224 @@
-"""The ROS 2 node, for real: in-process rclpy publishers/subscribers talking to a GearSegNode."""
+"""The ROS 2 node, for real, in one process: a GearSegNode on a multi-threaded executor and a
+GearSegClient (rclpy publishers / subscribers / action client) talking to it over DDS.
+
+(tests/test_ros_cross_process.py runs the node as its own process, as users start it.)
+"""
 
 from __future__ import annotations
 
-import json
+import threading
 import time
 
-import cv2
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="the ROS 2 node needs rclpy (the [ros] extra)")
 pytest.importorskip("llama_cpp", reason="the default deducer needs llama-cpp-python (the [llm] extra)")
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from lifecycle_msgs.srv import GetState  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+from geometry_msgs.msg import PointStamped  # noqa: E402
 
 import gear_edge.masks as gm  # noqa: E402
 from gear_edge.pipeline import GearSeg  # noqa: E402
+from gear_edge.ros.client import GearSegClient, Segment  # noqa: E402
 from gear_edge.ros.node import GearSegNode  # noqa: E402
+from gear_edge.ros.requests import Status  # noqa: E402
 from tests.scenes import tabletop  # noqa: E402
 
+K = np.array([[525.0, 0, 319.5], [0, 525.0, 239.5], [0, 0, 1]])
 
-class Client(Node):
-    def __init__(self):
-        super().__init__("gear_edge_test_client")
-        self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
-        self.comp_pub = self.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
-        self.query_pub = self.create_publisher(String, "query", 10)
-        self.answers: list[dict] = []
-        self.masks: list[Image] = []
-        self.overlays: list[Image] = []
-        self.create_subscription(String, "answer", lambda m: self.answers.append(json.loads(m.data)), 10)
-        self.create_subscription(Image, "mask", self.masks.append, 10)
-        self.create_subscription(Image, "overlay", self.overlays.append, 10)
 
-    def image(self, rgb: np.ndarray, sec: int, encoding: str = "rgb8") -> Image:
-        msg = Image()
-        msg.header.stamp.sec = sec
-        msg.header.frame_id = "camera"
-        data = rgb if encoding == "rgb8" else rgb[..., ::-1]
-        msg.height, msg.width = rgb.shape[:2]
-        msg.encoding, msg.step = encoding, 3 * rgb.shape[1]
-        msg.data = np.ascontiguousarray(data).tobytes()
-        return msg
+class GatedGearSeg(GearSeg):
+    """The real pipeline; ``ask`` waits while ``gate`` is cleared (so a test can hold a query running)."""
+
+    gate = threading.Event()
+
+    def ask(self, scene, query):
+        assert self.gate.wait(30), "test gate never opened"
+        return super().ask(scene, query)
 
 
 @pytest.fixture(scope="module")
 def ros():
     rclpy.init()
-    pipeline = GearSeg.from_config("default", {"describe.ocr": "false"})
-    node = GearSegNode(pipeline=pipeline)
-    client = Client()
-    ex = SingleThreadedExecutor()
+    GatedGearSeg.gate.set()
+    pipeline = GatedGearSeg.from_config("default", {"describe.ocr": "false"})
+    from rclpy.parameter import Parameter
+
+    node = GearSegNode(pipeline=pipeline, parameter_overrides=[Parameter("max_queue", value=4),
+                                                              Parameter("warmup", value=False)])
+    ex = MultiThreadedExecutor(num_threads=4)
     ex.add_node(node)
-    ex.add_node(client)
-    node.trigger_configure()
-    node.trigger_activate()
-
-    def spin_until(cond, timeout=60.0):
-        t0 = time.time()
-        while not cond() and time.time() - t0 < timeout:
-            ex.spin_once(timeout_sec=0.05)
-        return cond()
-
-    yield node, client, spin_until
-    ex.shutdown()
+    spin = threading.Thread(target=ex.spin, daemon=True)
+    spin.start()
+    client = GearSegClient()
+    client.spin_in_background()
+    masks = client.subscribe(Image, "mask")
+    overlays = client.subscribe(Image, "overlay")
+    points = client.subscribe(PointStamped, "target_point")
+    markers = client.subscribe(MarkerArray, "target_markers")
+    yield node, client, {"mask": masks, "overlay": overlays, "point": points, "markers": markers}
+    GatedGearSeg.gate.set()
+    client.close()
+    ex.shutdown(timeout_sec=2)
     node.destroy_node()
-    client.destroy_node()
     rclpy.shutdown()
 
 
-def send_frame(client, spin_until, node, msg, publisher=None):
-    before = node.stats["frames"] + node.stats["dropped"]
-    (publisher or client.image_pub).publish(msg)
-    assert spin_until(lambda: node.stats["frames"] + node.stats["dropped"] > before, 10)
+def wait(cond, timeout=30.0):
+    t0 = time.monotonic()
+    while not cond() and time.monotonic() - t0 < timeout:
+        time.sleep(0.02)
+    return cond()
 
 
-def ask(client, spin_until, query: str) -> dict:
-    n = len(client.answers)
-    client.query_pub.publish(String(data=query))
-    assert spin_until(lambda: len(client.answers) > n), f"no answer to {query!r}"
-    return client.answers[-1]
+def test_inactive_node_rejects_instead_of_dropping(ros):
+    node, client, _ = ros
+    assert client.wait_for_node(20) or client.request_pub.get_subscription_count() > 0
+    r = client.request("the red object", timeout=10)
+    assert r["status_name"] == "REJECTED_INACTIVE" and "unconfigured" in r["message"]
+    node.trigger_configure()
+    node.trigger_activate()
+    r = client.request("the red object", timeout=10)
+    assert r["status_name"] == "REJECTED_NO_FRAME"
 
 
-def test_answer_mask_and_overlay_for_a_known_scene(ros):
-    node, client, spin_until = ros
+def test_answer_with_mask_overlay_and_3d(ros):
+    node, client, topics = ros
     s = tabletop()
-    send_frame(client, spin_until, node, client.image(s.image, sec=7, encoding="bgr8"))
-    n_masks = len(client.masks)
-    answer = ask(client, spin_until, "the red object")
-    assert "error" not in answer, answer
-    assert answer["frame"] == {"stamp": {"sec": 7, "nanosec": 0}, "frame_id": "camera"}
-    assert spin_until(lambda: len(client.masks) > n_masks)
-    mask_msg = client.masks[-1]
-    assert mask_msg.encoding == "mono8" and mask_msg.header.stamp.sec == 7
-    mask = np.frombuffer(bytes(mask_msg.data), np.uint8).reshape(mask_msg.height, mask_msg.width) > 0
-    inter = (mask & s.masks["box"]).sum()
-    assert inter / (mask | s.masks["box"]).sum() >= 0.9
-    assert gm.iou([answer["mask"]], [gm.encode(s.masks["box"])])[0, 0] >= 0.9
-    assert spin_until(lambda: len(client.overlays) > 0)
-    assert client.overlays[-1].encoding == "rgb8" and client.overlays[-1].height > s.image.shape[0]
+    depth = np.full(s.image.shape[:2], 1500, np.uint16)  # a wall at 1.5 m, the box 1.0 m away
+    depth[s.masks["box"]] = 1000
+    n = {k: len(v) for k, v in topics.items()}
+    client.publish_frame(s.image, depth=depth, K=K, frame_id="cam_optical")
+    assert wait(lambda: node.stats["frames"] >= 1 and node.stats["depth_frames"] >= 1)
+    r = client.request("the red object", timeout=30)
+    assert r["status_name"] == "OK", r
+    assert r["frame"]["frame_id"] == "cam_optical"
+    assert gm.iou([r["answer"]["mask"]], [gm.encode(s.masks["box"])])[0, 0] >= 0.9
+    (t,) = r["targets"]
+    ys, xs = np.nonzero(s.masks["box"])
+    truth = [((xs - K[0, 2]) / K[0, 0]).mean(), ((ys - K[1, 2]) / K[1, 1]).mean(), 1.0]
+    assert np.allclose(t["centroid_3d"], truth, atol=0.01), (t["centroid_3d"], truth)
+    assert wait(lambda: all(len(v) > n[k] for k, v in topics.items()))
+    assert topics["overlay"][-1].height == s.image.shape[0] and topics["overlay"][-1].width == s.image.shape[1]
+    pt = topics["point"][-1]
+    assert pt.header.frame_id == "cam_optical" and abs(pt.point.z - 1.0) < 0.01
+    cube = [m for m in topics["markers"][-1].markers if m.type == m.CUBE][0]
+    assert abs(cube.pose.position.z - 1.0) < 0.02 and cube.header.frame_id == "cam_optical"
+    mask = np.frombuffer(bytes(topics["mask"][-1].data), np.uint8).reshape(480, 640) > 0
+    assert (mask & s.masks["box"]).sum() / (mask | s.masks["box"]).sum() >= 0.9
     # a second query on the same frame reuses the perception
     perceived = node.stats["perceived"]
-    answer = ask(client, spin_until, "the blue round object")
-    assert node.stats["perceived"] == perceived and "error" not in answer
+    assert client.request("the blue round object", max_frame_age=30, timeout=30)["status_name"] == "OK"
+    assert node.stats["perceived"] == perceived
 
 
-def test_malformed_messages_are_dropped_and_node_stays_up(ros):
-    node, client, spin_until = ros
+@pytest.mark.skipif(Segment is None, reason="gear_edge_msgs not built (bash scripts/build_ros_msgs.sh)")
+def test_action_result_is_typed(ros):
+    node, client, _ = ros
     s = tabletop()
-    bad = client.image(s.image, sec=8)
-    bad.encoding = "yuv422"
+    client.publish_frame(s.image)
+    assert wait(lambda: node._latest is not None)
+    res = client.segment("the blue round object", timeout=30)
+    assert res.status == Status.OK and res.header.frame_id
+    (t,) = res.targets
+    x, y, w, h = t.box_xywh
+    ys, xs = np.nonzero(s.masks["ball"])
+    assert abs(x - xs.min()) <= 2 and abs(y - ys.min()) <= 2 and t.has_3d is False
+    assert t.mask.height == 480 and t.mask.encoding == "mono8" and res.steps and "total" in res.timing_names
+    res = client.segment("   ", timeout=10)
+    assert res.status == Status.REJECTED_BAD_QUERY and "empty" in res.message
+
+
+def test_burst_every_request_answered_or_rejected_and_lifecycle_answers_meanwhile(ros):
+    node, client, _ = ros
+    s = tabletop()
+    client.publish_frame(s.image)
+    assert wait(lambda: node._latest is not None)
+    GatedGearSeg.gate.clear()  # the first query holds the worker, as a long LLM call would
+    try:
+        ids = [client.send_request("the red object", max_frame_age=30.0) for _ in range(12)]
+        time.sleep(0.5)
+        get_state = client.create_client(GetState, "/gear_edge/get_state")
+        assert get_state.wait_for_service(10)
+        t0 = time.perf_counter()
+        fut = get_state.call_async(GetState.Request())
+        assert wait(fut.done, 10)
+        latency = time.perf_counter() - t0
+        assert fut.result().current_state.label == "active"
+        assert latency < 2.0, f"get_state took {latency:.2f} s while a query was running"
+    finally:
+        GatedGearSeg.gate.set()
+    assert client.wait_for(lambda: all(i in client.replies for i in ids), 60), "a request got no reply"
+    statuses = [client.replies[i]["status_name"] for i in ids]
+    # 1 running + max_queue (4) waiting are answered, the rest rejected with the reason
+    assert statuses.count("OK") == 5 and statuses.count("REJECTED_QUEUE_FULL") == 7, statuses
+    assert "queue is full" in next(client.replies[i]["message"] for i in ids if statuses[ids.index(i)] != "OK")
+
+
+def test_old_frames_and_malformed_messages(ros):
+    node, client, _ = ros
+    s = tabletop()
+    client.publish_frame(s.image)
+    assert wait(lambda: node._latest is not None)
+    time.sleep(0.3)
+    r = client.request("the red object", max_frame_age=0.1, timeout=10)
+    assert r["status_name"] == "REJECTED_FRAME_TOO_OLD" and "max_frame_age 0.10" in r["message"]
+    bad = Image()
+    bad.encoding, bad.height, bad.width, bad.step = "yuv422", 2, 2, 4
+    bad.data = bytes(8)
+    comp = client.create_publisher(CompressedImage, "image/compressed", 5)
     dropped = node.stats["dropped"]
-    send_frame(client, spin_until, node, bad)
-    short = client.image(s.image, sec=9)
-    short.data = bytes(short.data)[:-10]
-    send_frame(client, spin_until, node, short)
+    client.image_pub.publish(bad)
     empty = CompressedImage()
     empty.format = "jpeg"
-    send_frame(client, spin_until, node, empty, client.comp_pub)
-    assert node.stats["dropped"] == dropped + 3
-    answer = ask(client, spin_until, "the red object")  # still answers, on the last good frame
-    assert "error" not in answer
+    assert wait(lambda: comp.get_subscription_count() > 0, 10)
+    comp.publish(empty)
+    assert wait(lambda: node.stats["dropped"] == dropped + 2, 10)
+    assert client.request("the red object", max_frame_age=30, timeout=30)["status_name"] == "OK"  # still serving
 
 
-def test_empty_query_is_answered_with_an_error(ros):
-    node, client, spin_until = ros
-    answer = ask(client, spin_until, "")
-    assert "error" in answer and "query" in answer["error"]
-    assert "error" not in ask(client, spin_until, "the red object")
+def test_tracked_request_follows_the_target(ros):
+    node, client, _ = ros
+    from tests.scenes import SyntheticScene, background, disk, rect
+
+    bg = background(480, 640)
+
+    def frame(k):
+        sc = SyntheticScene(bg.copy())
+        sc.paste("box", rect(480, 640, 80 + 12 * k, 200, 200 + 12 * k, 310), (205, 30, 30), seed=10 + k)
+        sc.paste("ball", disk(480, 640, 500, 150, 40), (30, 70, 215), seed=50 + k)
+        return sc
+
+    client.publish_frame(frame(0).image)
+    assert wait(lambda: node._latest is not None)
+    r = client.request("the red object", track=True, timeout=30)
+    assert r["status_name"] == "OK" and r["targets"][0]["track_id"] >= 1
+    tid = r["targets"][0]["track_id"]
+    for k in range(1, 8):
+        stamp = client.publish_frame(frame(k).image)
+        time.sleep(0.15)
+
+    def tracked_last():
+        return [m for m in client.tracked if m["frame"]["stamp"] == {"sec": stamp.sec, "nanosec": stamp.nanosec}]
+
+    assert client.wait_for(lambda: tracked_last(), 20), "the last frame was never tracked"
+    last = tracked_last()[0]
+    assert last["request_id"] == r["request_id"] and last["targets"][0]["track_id"] == tid
+    assert gm.iou([last["mask"]], [gm.encode(frame(7).masks["box"])])[0, 0] >= 0.8
+    assert len(client.tracked) >= 4 and node.stats["tracked_frames"] >= 4
+    node._on_stop_tracking(None, type("R", (), {})())
+    assert node._tracker is None
 
 
-def test_compressed_frames_and_bursts_keep_only_the_latest(ros):
-    node, client, spin_until = ros
-    s = tabletop()
-    ok, png = cv2.imencode(".png", cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
-    perceived = node.stats["perceived"]
-    for k in range(20):  # a burst: each replaces the single slot
-        msg = CompressedImage()
-        msg.header.stamp.sec = 100 + k
-        msg.format = "png"
-        msg.data = png.tobytes()
-        client.comp_pub.publish(msg)
-    spin_until(lambda: node._latest is not None and node._latest[0].stamp.sec == 119, 20)
-    answer = ask(client, spin_until, "the red object")
-    assert "error" not in answer and answer["frame"]["stamp"]["sec"] == 119
-    assert node.stats["perceived"] == perceived + 1  # one perception for the whole burst
+def test_deactivate_forgets_frames_and_rejects(ros):
+    node, client, _ = ros
+    node.trigger_deactivate()
+    r = client.request("the red object", timeout=10)
+    assert r["status_name"] == "REJECTED_INACTIVE"
+    node.trigger_activate()
+    r = client.request("the red object", timeout=10)
+    assert r["status_name"] == "REJECTED_NO_FRAME"  # never the frame from before deactivation

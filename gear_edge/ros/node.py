@@ -56,6 +56,7 @@ from visualization_msgs.msg import MarkerArray
 from gear_edge.errors import GearEdgeError, InputError
 from gear_edge.ros import messages as rm
 from gear_edge.ros.convert import compressed_to_rgb, depth_image_to_array, image_to_rgb
+from gear_edge.ros.params import PARAMETERS
 from gear_edge.ros.requests import Request, RequestQueue, Status, next_id, parse_topic_request
 from gear_edge.ros.sync import ApproximateSync, stamp_seconds
 
@@ -68,39 +69,6 @@ except ImportError:  # pragma: no cover - depends on the install
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT,
                "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
 
-PARAMETERS: dict[str, Any] = {
-    "config": "default",  # profile name or TOML path
-    "overrides": [""],  # section.key=value
-    "image_topic": "image",
-    "compressed_topic": "image/compressed",
-    "depth_topic": "depth",  # aligned to the colour image: 16UC1 (mm) or 32FC1 (m)
-    "camera_info_topic": "camera_info",
-    "request_topic": "request",
-    "answer_topic": "answer",
-    "tracked_topic": "tracked",
-    "action_name": "segment",
-    "mask_topic": "mask",
-    "overlay_topic": "overlay",
-    "point_topic": "target_point",
-    "markers_topic": "target_markers",
-    "cloud_topic": "target_points",
-    "diagnostics_topic": "diagnostics",
-    "publish_overlay": True,
-    "publish_cloud": False,
-    "cloud_stride": 2,  # every n-th pixel row/column of the target in the cloud
-    "image_reliability": "reliable",  # reliable | best_effort | system_default
-    "image_qos_depth": 5,
-    "request_qos_depth": 100,
-    "max_queue": 16,
-    "max_frame_age": 1.0,  # seconds since the frame arrived
-    "sync_slop": 0.05,  # seconds between colour and depth stamps
-    "depth_scale": 0.001,  # metres per unit of 16UC1 depth
-    "track_rate": 10.0,  # Hz
-    "track_min_iou": 0.5,
-    "track_min_appearance": 0.5,
-    "warmup": True,
-    "diagnostics_period": 1.0,
-}
 
 
 def _now() -> float:
@@ -479,7 +447,7 @@ class GearSegNode(LifecycleNode):
             key = (seq, depth is not None)
             self._feedback(req, "perceiving")
             if self._scene is None or self._scene_key != key:
-                kw = {} if depth is None else {"depth": depth, "intrinsics": K}
+                kw = {} if depth is None or not self._perceive_takes_depth() else {"depth": depth, "intrinsics": K}
                 self._scene, self._scene_key = self.pipeline.perceive(rgb, **kw), key
                 self.stats["perceived"] += 1
                 timings.update(self._scene.timings)
@@ -506,6 +474,15 @@ class GearSegNode(LifecycleNode):
         message = "" if answer.targets else "nothing in the frame matches the query"
         req.finish(status, message, self._payload(header, answer, targets, mask, timings))
 
+    def _perceive_takes_depth(self) -> bool:
+        """Whether this pipeline's perceive has the RGB-D path (else 3D is measured per target here)."""
+        import inspect
+
+        try:
+            return "depth" in inspect.signature(self.pipeline.perceive).parameters
+        except (TypeError, ValueError):
+            return False
+
     # ---- results --------------------------------------------------------------------------
 
     def _target_info(self, mask: np.ndarray, region, depth, K) -> dict:
@@ -524,10 +501,9 @@ class GearSegNode(LifecycleNode):
             pts = backproject(depth, K, mask)
             if len(pts):
                 info["points"] = pts
-                if info["centroid_3d"] is None:  # tracked frames: no scene, measure the mask here
+                if info["centroid_3d"] is None:  # no RGB-D scene (tracked frames): measure the mask here
+                    info["centroid_3d"] = [float(v) for v in robust_centroid(pts)]
                     box = oriented_box(pts, getattr(self._scene, "support_plane", None))
-                    info["centroid_3d"] = [float(v) for v in box.center] if box is not None else \
-                        [float(v) for v in robust_centroid(pts)]
                     info["box_3d"] = None if box is None else box.to_dict()
         return info
 
@@ -616,7 +592,7 @@ class GearSegNode(LifecycleNode):
             return
         self._track_seq, self._track_last = seq, now
         depth, K = self._frame_inputs(header, rgb)
-        kw = {} if depth is None else {"depth": depth, "intrinsics": K}
+        kw = {} if depth is None or not self._perceive_takes_depth() else {"depth": depth, "intrinsics": K}
         r = tr.update(rgb, **kw)
         self.stats["tracked_frames"] += 1
         if r.mode == "deduced":
