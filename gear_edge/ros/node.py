@@ -93,6 +93,7 @@ class GearSegNode(LifecycleNode):
         self._scene_key: tuple | None = None
         self._scene = None
         self._sync = ApproximateSync()
+        self._last_depth = -1e9
         self._active = False
         self._state_name = "unconfigured"
         self._queue: RequestQueue | None = None
@@ -299,6 +300,7 @@ class GearSegNode(LifecycleNode):
             self.get_logger().warning(f"dropped depth message: {exc}")
             return
         self.stats["depth_frames"] += 1
+        self._last_depth = _now()
         self._sync.add_depth(stamp_seconds(msg.header.stamp), depth)
 
     def _on_info(self, msg: CameraInfo) -> None:
@@ -408,8 +410,19 @@ class GearSegNode(LifecycleNode):
                 self.get_logger().error(f"tracking failed: {exc!r}")
                 self._stop_tracking_locked("error")
 
-    def _frame_inputs(self, header, rgb):
+    def _depth_pending(self, header, arrival: float) -> bool:
+        """True while a live depth stream's frame for this colour frame may still be on its way
+        (depth and colour come on separate subscriptions; wait up to ``sync_slop`` + 100 ms)."""
+        live = _now() - self._last_depth < 1.0
+        if not live or _now() - arrival > float(self._p("sync_slop")) + 0.1:
+            return False
+        return self._sync.match(stamp_seconds(header.stamp), None).depth is None
+
+    def _frame_inputs(self, header, rgb, arrival: float | None = None):
         """(depth metres or None, CameraIntrinsics or None) synced to the colour frame."""
+        if arrival is not None:
+            while self._depth_pending(header, arrival) and not self._stop.is_set():
+                time.sleep(0.005)
         synced = self._sync.match(stamp_seconds(header.stamp), None)
         if synced.depth is None or synced.info is None:
             return None, None
@@ -443,7 +456,7 @@ class GearSegNode(LifecycleNode):
             return
         timings: dict[str, float] = {"queue": (t_start - req.received) * 1e3}
         try:
-            depth, K = self._frame_inputs(header, rgb)
+            depth, K = self._frame_inputs(header, rgb, arrival)
             key = (seq, depth is not None)
             self._feedback(req, "perceiving")
             if self._scene is None or self._scene_key != key:
@@ -591,7 +604,7 @@ class GearSegNode(LifecycleNode):
         if seq == self._track_seq or now - self._track_last < 1.0 / float(self._p("track_rate")):
             return
         self._track_seq, self._track_last = seq, now
-        depth, K = self._frame_inputs(header, rgb)
+        depth, K = self._frame_inputs(header, rgb, arrival)
         kw = {} if depth is None or not self._perceive_takes_depth() else {"depth": depth, "intrinsics": K}
         r = tr.update(rgb, **kw)
         self.stats["tracked_frames"] += 1
