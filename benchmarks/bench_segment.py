@@ -10,7 +10,7 @@ post-processing threads). Configurations:
 * ``keep_all``: both thresholds 0 — every decoded mask is post-processed (up-sampled, scored,
   boxed, RLE-encoded) and goes through NMS: the heaviest post-processing load;
 * ``structured`` (``--structured``): the decoder is replaced on both sides by the structured decoder of
-  the parity proof (tests/sam2_structured.py), so dozens of real-looking masks survive.
+  the parity proof (export/sam2_structured.py), so dozens of real-looking masks survive.
 
 Per stage (p50/p90/p99 over images x repeats; decoder over batches): ``encoder`` (pre-processing +
 image encoder), ``decoder`` (one prompt batch: prompt encoding + mask decoding), ``postprocess``
@@ -308,7 +308,7 @@ def run_structured(model, encoder, images: dict, common: dict, args, log) -> dic
 
     from gear_edge.engines import OnnxEngine
     from gear_edge.segment import AutomaticMaskGenerator
-    from tests.sam2_structured import StructuredCore, export_structured_decoder, install_into_sam2, label_maps
+    from export.sam2_structured import StructuredCore, export_structured_decoder, install_into_sam2, label_maps
 
     original = (model.sam_prompt_encoder, model.sam_mask_decoder)
     merged: dict = {"ours": [], "sam2": []}

@@ -27,7 +27,8 @@ def cli(args: argparse.Namespace) -> int:
     try:
         module = importlib.import_module(EXPORTERS[args.model])
     except ImportError as exc:
+        from gear_edge.cli import EXPORT_INSTALL
+
         raise MissingDependencyError(
-            f"exporting {args.model} needs the [export] extra ({exc.name or exc} is missing): "
-            "bash scripts/setup_export.sh") from exc
+            f"exporting {args.model} needs the [export] extra ({exc.name or exc} is missing): {EXPORT_INSTALL}") from exc
     return int(module.main(list(args.args)) or 0)

@@ -45,8 +45,7 @@ def _images(names: list[str]) -> list[tuple[str, np.ndarray]]:
     out = []
     for name in names:
         if name == "tabletop":
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-            from tests.scenes import tabletop  # the synthetic scene with known answers
+            from gear_edge.synthetic import tabletop  # the synthetic scene with exact masks
 
             out.append((name, tabletop().image))
         elif Path(name).is_file():

@@ -152,8 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXPORT_INSTALL = ("pip install 'gear-edge[export]' (torch, onnx, transformers), then "
+                  "SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0 for SAM2; from a source "
+                  "checkout: bash scripts/setup_export.sh")
+
+
 def _mount_optional(sub) -> None:
-    """Subcommands whose modules add their own arguments (mounted when the module is present)."""
+    """Subcommands whose modules add their own arguments. Every one is mounted: the modules import
+    only numpy and gear_edge at the top (their heavy dependencies load when the subcommand runs), so
+    an ImportError here is a broken install and propagates, except a missing ``export`` package (a
+    gear_edge installed without its export tools), whose subcommands then say what to install."""
     import importlib
 
     for name, module, help_text in (
@@ -166,13 +174,26 @@ def _mount_optional(sub) -> None:
     ):
         try:
             mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        if not hasattr(mod, "add_arguments") or not hasattr(mod, "cli"):
+        except ModuleNotFoundError as exc:
+            if not module.startswith("export.") or exc.name != "export":
+                raise
+            p = sub.add_parser(name, help=help_text + " [not installed]", add_help=False)
+            p.add_argument("args", nargs=argparse.REMAINDER)
+            p.set_defaults(func=_missing_export(name))
             continue
         p = sub.add_parser(name, help=help_text)
         mod.add_arguments(p)
         p.set_defaults(func=mod.cli)
+
+
+def _missing_export(name: str):
+    def run(_: argparse.Namespace) -> int:
+        from gear_edge.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"'gear-edge {name}' needs the export tools (the 'export' package), which "
+                                     f"this installation lacks: {EXPORT_INSTALL}")
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import copy
 import math
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -154,6 +154,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "plan_dir": Key(str, "", doc="TensorRT plans / engine cache folder"),
         "precision": Key(str, "fp32", choices=("fp32", "fp16", "int8")),
         "device_id": Key(int, 0, 0, 63),
+        "allow_fallback": Key(bool, False, doc="skip providers this onnxruntime build lacks (with a warning) instead of failing"),
+        "threads": Key(int, 0, 0, 256, doc="intra-op threads per engine; 0 = [runtime] threads"),
     },
     "describe": {
         "ocr": Key(bool, True),
@@ -171,6 +173,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_cached_scenes": Key(int, 4, 0, 1024, doc="scene prefixes whose KV state is kept"),
     },
 }
+# [engines.<model>]: per-model-family overrides of [engines] (gear_edge.engines.factory.MODELS), same keys;
+# their default None means "as [engines] says"
+for _model in ("sam2", "ocr", "captioner", "embedder"):
+    SCHEMA[f"engines.{_model}"] = {k: replace(v, default=None) for k, v in SCHEMA["engines"].items()}
 # kept for callers of the old layout: the allowed choices per (section, key)
 CHOICES = {(s, k): spec.choices for s, keys in SCHEMA.items() for k, spec in keys.items() if spec.choices and spec.type is str}
 
@@ -190,8 +196,9 @@ def default(section: str, key: str) -> Any:
 
 
 def defaults() -> dict[str, dict[str, Any]]:
-    """Every section with every key at its default."""
-    return {s: {k: copy.deepcopy(v.default) for k, v in keys.items()} for s, keys in SCHEMA.items()}
+    """Every section with every key at its default (keys whose default is None — unset, such as the
+    ``[engines.<model>]`` overrides — are left out)."""
+    return {s: {k: copy.deepcopy(v.default) for k, v in keys.items() if v.default is not None} for s, keys in SCHEMA.items()}
 
 
 def check_value(section: str, key: str, value: Any, source: str = "config") -> Any:
@@ -230,7 +237,7 @@ class Config:
 
     def section(self, name: str) -> dict[str, Any]:
         """``[name]`` as a dict: the schema defaults of the section updated with the set values."""
-        out = {k: copy.deepcopy(v.default) for k, v in SCHEMA.get(name, {}).items()}
+        out = {k: copy.deepcopy(v.default) for k, v in SCHEMA.get(name, {}).items() if v.default is not None}
         out.update(self.sections.get(name, {}))
         return out
 

@@ -1,12 +1,15 @@
-"""GearSeg: segment → describe → deduce, wired from a Config.
+"""GearSeg: segment → describe → deduce on the components a Config describes.
 
     gs = GearSeg.from_config("default")
+    gs.load()                                  # optional: build every model now (load time, RSS each)
     scene = gs.perceive(image)                 # once per frame
     answer = gs.ask(scene, "the red box")      # many queries per scene (the LLM reuses the scene prefix)
     answer = gs.segment(image, "the red box")  # both at once
 
-Components are built lazily on first use, so a caller who brings masks never loads a segmenter and
-``perceive`` never loads the LLM.
+The components (segmenter, OCR reader, captioner, embedder, LLM, deducer) come from
+:class:`gear_edge.assemble.Assembly`, built on first use unless :meth:`GearSeg.load` builds them
+eagerly; callers may pass their own (``GearSeg(config, segmenter=..., deducer=...)``). Each scene's
+and answer's ``meta["engines"]`` says which providers every model of that stage ran on.
 """
 
 from __future__ import annotations
@@ -17,122 +20,62 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from gear_edge.assemble import Assembly, LoadReport
 from gear_edge.config import Config, load_config
 from gear_edge.crops import check_image
 from gear_edge.describe.scene import describe_scene
 from gear_edge.errors import InputError
 from gear_edge.types import RLE, Answer, Region, Scene, targets_3d
 
+PERCEIVE_ENGINES = ("sam2.", "ocr.", "captioner.")  # the engine families of perceive; the rest serve ask
+
 
 class GearSeg:
-    """The reasoning-segmentation pipeline. Thread-compatible, not thread-safe (one caller at a time)."""
+    """The reasoning-segmentation pipeline. Thread-compatible, not thread-safe (one caller at a time).
 
-    def __init__(self, config: Config, *, segmenter=None, ocr=None, captioner=None, deducer=None) -> None:
+    ``components``: any of ``segmenter``, ``ocr``, ``captioner``, ``embedder``, ``llm``, ``deducer``
+    to use instead of building them from ``config``.
+    """
+
+    def __init__(self, config: Config, **components: Any) -> None:
         self.config = config
-        self._segmenter = segmenter
-        self._ocr = ocr
-        self._captioner = captioner
-        self._deducer = deducer
-        self._llm = None
+        self.parts = Assembly(config, **components)
 
     @classmethod
     def from_config(cls, path_or_profile: str | Path = "default", overrides: Mapping[str, Any] | None = None, **components) -> "GearSeg":
         return cls(load_config(path_or_profile, overrides), **components)
 
-    # ---- components -------------------------------------------------------------------------
+    def load(self) -> list[LoadReport]:
+        """Builds every component the config uses now; one :class:`LoadReport` (load time in ms,
+        resident-memory growth in MiB, engines and their providers) per component."""
+        return self.parts.load()
+
+    # ---- components (built on first use) ------------------------------------------------------
 
     @property
     def threads(self) -> int:
-        return int(self.config.get("runtime", "threads", 2))
+        return int(self.config.get("runtime", "threads"))
 
     @property
     def segmenter(self):
-        if self._segmenter is None:
-            kind = self.config.get("segment", "kind")
-            if kind == "classical":
-                from gear_edge.segment.classical import ClassicalSegmenter
-
-                self._segmenter = ClassicalSegmenter(**self.config.section("segment.classical"))
-            elif kind == "sam2":
-                from gear_edge.segment.factory import sam2_segmenter_from_config
-
-                self._segmenter = sam2_segmenter_from_config(self.config)
-            else:  # pragma: no cover - the config loader rejects other kinds
-                raise InputError(f"unknown segmenter kind {kind!r}")
-        return self._segmenter
+        return self.parts.segmenter
 
     @property
     def ocr(self):
-        if self._ocr is None and self.config.get("describe", "ocr", False):
-            from gear_edge.describe.ocr import OcrReader
-
-            self._ocr = OcrReader(threads=self.threads)
-        return self._ocr
+        return self.parts.ocr
 
     @property
     def captioner(self):
-        if self._captioner is None:
-            path = self.config.path("describe", "captioner")
-            if path is not None:
-                from gear_edge.describe.captioner import Captioner
-
-                self._captioner = Captioner.from_dir(path, threads=self.threads)
-        return self._captioner
+        return self.parts.captioner
 
     @property
     def llm(self):
         """The local LLM (llama.cpp), shared by the deducer and the data engine's question writer."""
-        if self._llm is None:
-            from gear_edge.deduce.llm import LocalLLM
-
-            model, verified = self._user_llm()
-            self._llm = LocalLLM(
-                model_path=model,
-                sha256=verified.get("sha256"),
-                manifest=verified.get("manifest"),
-                n_ctx=int(self.config.get("deduce", "n_ctx", 2048)),
-                threads=self.threads,
-                seed=int(self.config.get("deduce", "seed", 0)),
-                max_cached_scenes=int(self.config.get("deduce", "max_cached_scenes", 4)),
-            )
-        return self._llm
+        return self.parts.llm
 
     @property
     def deducer(self):
-        if self._deducer is None:
-            mode = self.config.get("deduce", "mode", "program")
-            if mode == "direct":
-                from gear_edge.deduce.direct import DirectDeducer
-
-                self._deducer = DirectDeducer(self.llm)
-            else:
-                from gear_edge.deduce.program.deducer import ProgramDeducer
-
-                # the LLM loads only when a query needs it (most are parsed without it), but a
-                # configured GGUF that is not there is a configuration error now, not mid-mission
-                self._user_llm()
-                self._deducer = ProgramDeducer(llm=lambda: self.llm, threads=self.threads)
-        return self._deducer
-
-    def _user_llm(self) -> tuple[Path | None, dict[str, Any]]:
-        """``deduce.model`` checked before use (``deduce.model_sha256``, the manifest next to it, or
-        ``runtime.allow_unverified_models``) and the LocalLLM arguments that verify it again at load."""
-        model = self.config.path("deduce", "model")
-        if model is None:
-            return None, {}
-        if not model.is_file():
-            raise InputError(f"deduce.model: GGUF file {model} does not exist; fix the path or leave "
-                             "deduce.model empty for the default SmolLM2-135M")
-        from gear_edge.manifest import check_model_file
-
-        sha = self.config.get("deduce", "model_sha256") or ""
-        how = check_model_file(model, "deduce.model", sha256=sha,
-                               allow_unverified=bool(self.config.get("runtime", "allow_unverified_models")))
-        if how == "sha256":
-            return model, {"sha256": sha}
-        if how == "manifest":
-            return model, {"manifest": model.with_suffix(".toml")}
-        return model, {}
+        return self.parts.deducer
 
     # ---- stages -------------------------------------------------------------------------------
 
@@ -154,10 +97,11 @@ class GearSeg:
             regions,
             ocr=self.ocr,
             captioner=self.captioner,
-            k_neighbours=int(self.config.get("describe", "k_neighbours", 4)),
+            k_neighbours=int(self.config.get("describe", "k_neighbours")),
         )
         scene.timings = {"segment": seg_ms, **scene.timings, "perceive": (time.perf_counter() - t0) * 1e3}
-        scene.meta.update({"segmenter": source, "config": self.config.source})
+        engines = {k: v for k, v in self.parts.providers().items() if k.startswith(PERCEIVE_ENGINES)}
+        scene.meta.update({"segmenter": source, "config": self.config.source, "engines": engines})
         return scene
 
     def ask(self, scene: Scene, query: str) -> Answer:
@@ -169,11 +113,14 @@ class GearSeg:
         if answer.centroid_3d is None:  # where the targets are, for a robot (None without depth)
             answer.centroid_3d, answer.box_3d = targets_3d(scene, answer.targets)
         answer.timings["ask"] = (time.perf_counter() - t0) * 1e3
+        engines = {k: v for k, v in self.parts.providers().items() if not k.startswith(PERCEIVE_ENGINES)}
+        answer.meta.setdefault("engines", {}).update(engines)
         return answer
 
     def segment(self, image: np.ndarray, query: str) -> Answer:
-        """perceive + ask; the answer's timings include the perception stages."""
+        """perceive + ask; the answer's timings include the perception stages, its meta their engines."""
         scene = self.perceive(image)
         answer = self.ask(scene, query)
         answer.timings = {**scene.timings, **answer.timings}
+        answer.meta["engines"] = {**scene.meta.get("engines", {}), **answer.meta.get("engines", {})}
         return answer

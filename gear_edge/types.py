@@ -284,6 +284,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     centroid_3d: tuple[float, float, float] | None = None
     box_3d: Box3D | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # e.g. "engines": {"embedder.minilm": [providers]}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -308,6 +309,7 @@ class Answer:
                 timings=dict(d.get("timings") or {}),
                 centroid_3d=None if d.get("centroid_3d") is None else _vec3(d["centroid_3d"], "answer centroid_3d"),
                 box_3d=None if d.get("box_3d") is None else Box3D.from_dict(d["box_3d"]),
+                meta=dict(d.get("meta") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"answer: malformed ({exc!r})") from None

@@ -4,8 +4,8 @@ The engine depends on three protocols, so any component that fits can be plugged
 real lightweight ones: geometry-only describe on given masks and the program deducer without LLM):
 
 * :class:`Perceiver` — ``perceive(image, masks=None) -> Scene`` (``GearSeg`` is one);
-* :class:`Deducer` — ``ask(scene, query) -> Answer`` (``GearSeg`` is one; :func:`as_deducer` adapts
-  an object with ``deduce(scene, query)`` such as ``ProgramDeducer``);
+* :class:`Answerer` — ``ask(scene, query) -> Answer`` (``GearSeg`` is one; :func:`as_answerer` adapts
+  a :class:`gear_edge.deduce.base.Deducer`, whose method is ``deduce(scene, query)``);
 * :class:`QuestionWriter` — ``write(scene, rng) -> list[Candidate]``: proposes questions with the
   region ids that answer them (template writer, LLM writer).
 """
@@ -29,7 +29,7 @@ class Perceiver(Protocol):
 
 
 @runtime_checkable
-class Deducer(Protocol):
+class Answerer(Protocol):
     def ask(self, scene: Scene, query: str) -> Answer: ...
 
 
@@ -74,7 +74,7 @@ class _DeduceAdapter:
         return self._obj.deduce(scene, query)
 
 
-def as_deducer(obj: Any) -> Deducer:
+def as_answerer(obj: Any) -> Answerer:
     """``obj`` itself when it has ``ask(scene, query)``; an adapter when it has ``deduce(scene, query)``."""
     if hasattr(obj, "ask"):
         return obj

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 import gear_edge.masks as gm
-from gear_edge.data_engine.base import Candidate, Deducer, as_deducer
+from gear_edge.data_engine.base import Answerer, Candidate, as_answerer
 from gear_edge.errors import GearEdgeError, InputError
 from gear_edge.types import Answer, LogicStep, Scene
 
@@ -51,7 +51,7 @@ class Verifier:
     def __init__(self, deducer, min_iou: float | None = None) -> None:
         if min_iou is not None and not (0.0 < min_iou <= 1.0):
             raise InputError(f"min_iou must be in (0, 1] or None, got {min_iou}")
-        self.deducer: Deducer = as_deducer(deducer)
+        self.deducer: Answerer = as_answerer(deducer)
         self.min_iou = min_iou
 
     def settings(self) -> dict:

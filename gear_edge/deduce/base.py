@@ -9,7 +9,7 @@ mask = union of their masks" hold whatever produced the ids.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from gear_edge.errors import InputError
 from gear_edge.types import Answer, LogicStep, Scene
@@ -26,6 +26,22 @@ class Deducer(Protocol):
     def deduce(self, scene: Scene, query: str) -> Answer:
         """The answer to ``query`` on ``scene``; raises InputError for an empty or oversize query."""
         ...
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """The local LLM the deducers and the data engine's question writer use
+    (:class:`gear_edge.deduce.llm.LocalLLM`): chat-template rendering, token counting and generation
+    under a grammar with a per-scene prefix cache (see that class for the argument types)."""
+
+    n_ctx: int
+
+    def chat_parts(self, system: Any, scene: Any, question: Any, examples: Any = ()) -> tuple[Any, Any]: ...
+
+    def count_tokens(self, text: Any) -> int: ...
+
+    def generate(self, scene_key: Any, prefix: Any, suffix: Any, grammar: Any = None, max_tokens: int = 256,
+                 temperature: float = 0.0) -> Any: ...
 
 
 def validate_query(query: str, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> str:

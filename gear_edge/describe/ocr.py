@@ -30,7 +30,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,9 @@ class OcrReader:
     detector input (pixels; 960 is PP-OCR's default, larger finds smaller text at quadratic cost).
     ``engines``: ``{"det", "rec"[, "cls"]}`` Engines to use instead of the installed ONNX files
     (then ``charset`` is required); ``use_cls=False`` skips the direction classifier.
+    ``engine_factory(role, path, manifest) -> Engine`` builds the installed files' engines (default: ONNX
+    Runtime on ``providers`` with ``threads`` threads; :mod:`gear_edge.assemble` passes one that
+    follows ``[engines]`` / ``[engines.ocr]``).
     """
 
     def __init__(
@@ -192,6 +195,7 @@ class OcrReader:
         engines: Mapping[str, Engine] | None = None,
         charset: Sequence[str] | None = None,
         manifests: Mapping[str, Manifest] | None = None,
+        engine_factory: Callable[[str, Path, Manifest], Engine] | None = None,
     ) -> None:
         if not (isinstance(min_confidence, (int, float)) and 0.0 <= min_confidence <= 1.0):
             raise InputError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}")
@@ -202,11 +206,14 @@ class OcrReader:
         if not unclip_ratio > 0:
             raise InputError(f"unclip_ratio must be > 0, got {unclip_ratio!r}")
         if engines is None:
-            from gear_edge.engines.onnx import OnnxEngine
+            if engine_factory is None:
+                from gear_edge.engines.onnx import OnnxEngine
+
+                def engine_factory(role: str, path: Path, m: Manifest) -> Engine:
+                    return OnnxEngine(path, threads=threads, providers=providers, manifest=m)
 
             files = default_model_files(use_cls, manifests)
-            engines = {role: OnnxEngine(path, threads=threads, providers=providers, manifest=m)
-                       for role, (path, m) in files.items()}
+            engines = {role: engine_factory(role, path, m) for role, (path, m) in files.items()}
             if charset is None:
                 rec_path, rec_m = files["rec"]
                 size = rec_m.extra.get("charset_size")

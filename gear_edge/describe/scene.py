@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from gear_edge.errors import InputError
 from gear_edge.types import RLE, ROLES, Region, Scene
 
 
+@runtime_checkable
 class TextReader(Protocol):
     """OCR: text boxes for an image (``gear_edge.describe.ocr.OcrReader``); words are assigned to
     regions by mask overlap. A reader may instead offer ``read_regions(image, rles)``."""
@@ -22,6 +23,7 @@ class TextReader(Protocol):
     def read(self, image: np.ndarray) -> list: ...
 
 
+@runtime_checkable
 class RegionCaptioner(Protocol):
     """One caption per region mask."""
 

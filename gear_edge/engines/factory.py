@@ -2,8 +2,11 @@
 
 ``[engines]`` keys read here: ``backend`` ('onnxruntime' | 'tensorrt'), ``providers`` (e.g.
 ``["tensorrt", "cuda", "cpu"]``, in priority order), ``plan_dir`` (TensorRT plans / the TensorRT EP's
-engine cache), and when present ``precision`` ('fp32' | 'fp16' | 'int8'), ``device_id``; threads come
-from ``[runtime] threads``.
+engine cache), ``precision`` ('fp32' | 'fp16' | 'int8'), ``device_id``, ``allow_fallback`` (drop
+providers this onnxruntime build lacks, with a warning, instead of failing) and ``threads``
+(intra-op threads; 0 = ``[runtime] threads``). Each model family may override any of them in its own
+section, ``[engines.<model>]`` for ``model`` in :data:`MODELS` (e.g. ``[engines.ocr] providers =
+["cpu"]`` while the rest runs on TensorRT).
 
 With backend 'tensorrt', a ``.plan`` / ``.engine`` path is loaded directly; an ``.onnx`` path is
 looked up in ``plan_dir`` under its engine cache key (model sha256 + TensorRT version + GPU name +
@@ -23,6 +26,8 @@ from gear_edge.errors import InputError
 from gear_edge.manifest import sha256_file
 
 BACKENDS = ("onnxruntime", "tensorrt")
+MODELS = ("sam2", "ocr", "captioner", "embedder")  # the [engines.<model>] override sections
+ENGINE_KEYS = ("backend", "providers", "plan_dir", "precision", "device_id", "allow_fallback", "threads")
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 
 
@@ -68,9 +73,11 @@ def load_engine(
     precision: str = "fp32",
     device_id: int = 0,
     manifest: ManifestArg | str = "auto",
+    allow_fallback: bool = False,
     **options: Any,
 ) -> Engine:
-    """One engine for ``path`` on the chosen backend (``options`` go to the engine's constructor)."""
+    """One engine for ``path`` on the chosen backend (``options`` go to the engine's constructor).
+    ``allow_fallback`` (ONNX Runtime only): skip providers this build lacks instead of raising."""
     if backend not in BACKENDS:
         raise InputError(f"engine backend must be one of {BACKENDS}, got {backend!r}")
     if precision not in ("fp32", "fp16", "int8"):
@@ -84,7 +91,7 @@ def load_engine(
         cache = Path(plan_dir) / "ort_trt_cache" if plan_dir else None
         return OnnxEngine(
             path, providers=tuple(providers), threads=threads, manifest=manifest, fp16=precision == "fp16",
-            int8=precision == "int8", cache_dir=cache, device_id=device_id, **options,
+            int8=precision == "int8", cache_dir=cache, device_id=device_id, allow_fallback=allow_fallback, **options,
         )
     from gear_edge.engines.tensorrt import TensorRTEngine
 
@@ -98,26 +105,39 @@ def load_engine(
     return TensorRTEngine(path, manifest=manifest, device_id=device_id, **options)
 
 
-def engine_settings(config: Any) -> dict[str, Any]:
+def engine_settings(config: Any, model: str | None = None) -> dict[str, Any]:
     """Keyword arguments for :func:`load_engine` from a :class:`gear_edge.config.Config` or a plain
-    mapping shaped like its sections (``{"engines": {...}, "runtime": {...}}``)."""
+    mapping shaped like its sections (``{"engines": {...}, "engines.ocr": {...}, "runtime": {...}}``):
+    ``[engines]``, overridden key by key by ``[engines.<model>]`` when ``model`` is given."""
+    if model is not None and model not in MODELS:
+        raise InputError(f"engine settings: unknown model family {model!r} (known: {', '.join(MODELS)})")
     if hasattr(config, "section") and hasattr(config, "path"):
         eng, runtime = config.section("engines"), config.section("runtime")
         plan_dir = config.path("engines", "plan_dir")
+        if model is not None:  # None = not overridden
+            own = {k: v for k, v in config.section(f"engines.{model}").items() if v is not None}
+            eng.update(own)
+            if own.get("plan_dir"):
+                plan_dir = config.path(f"engines.{model}", "plan_dir")
     elif isinstance(config, Mapping):
         eng, runtime = dict(config.get("engines", {})), dict(config.get("runtime", {}))
+        if model is not None:
+            eng.update({k: v for k, v in config.get(f"engines.{model}", {}).items() if v is not None})
         plan_dir = eng.get("plan_dir") or None
     else:
         raise InputError(f"engine settings need a Config or a mapping of sections, got {type(config).__name__}")
+    where = "[engines]" if model is None else f"[engines] / [engines.{model}]"
     providers = eng.get("providers", ["cpu"])
     if not isinstance(providers, (list, tuple)) or not providers:
-        raise InputError(f"[engines] providers must be a non-empty list such as ['tensorrt', 'cuda', 'cpu'], got {providers!r}")
+        raise InputError(f"{where} providers must be a non-empty list such as ['tensorrt', 'cuda', 'cpu'], got {providers!r}")
+    threads = eng.get("threads") or runtime.get("threads")
     settings: dict[str, Any] = {
         "backend": eng.get("backend", "onnxruntime"),
         "providers": tuple(str(p) for p in providers),
-        "threads": runtime.get("threads"),
+        "threads": None if threads is None else int(threads),
         "plan_dir": plan_dir,
         "precision": eng.get("precision", "fp32"),
+        "allow_fallback": bool(eng.get("allow_fallback", False)),
     }
     if "device_id" in eng:
         settings["device_id"] = int(eng["device_id"])
@@ -131,9 +151,10 @@ def allow_unverified(config: Any) -> bool:
     return bool(dict(config.get("runtime", {})).get("allow_unverified_models", False))
 
 
-def engine_from_config(path: str | os.PathLike, config: Any, *, key: str | None = None, sha256: str = "",
-                       **options: Any) -> Engine:
-    """The engine for model ``path`` as ``config`` says (backend, providers, threads, plan_dir, ...).
+def engine_from_config(path: str | os.PathLike, config: Any, model: str | None = None, *, key: str | None = None,
+                       sha256: str = "", **options: Any) -> Engine:
+    """The engine for model file ``path`` as ``config`` says for model family ``model`` (backend,
+    providers, threads, plan_dir, ...; see :func:`engine_settings`); ``options`` win over both.
 
     The file is verified before it is loaded: against ``sha256`` (the config's ``<key>_sha256``) when
     given, else its manifest (``manifest=`` in ``options``, or the ``<stem>.toml`` next to it); a file
@@ -142,7 +163,7 @@ def engine_from_config(path: str | os.PathLike, config: Any, *, key: str | None 
     """
     from gear_edge.manifest import check_model_file
 
-    settings = engine_settings(config)
+    settings = engine_settings(config, model)
     settings.update(options)
     if settings.get("manifest", "auto") == "auto":  # an explicit manifest is checked by the engine itself
         check_model_file(path, key or f"model {Path(path).name}", sha256=sha256, allow_unverified=allow_unverified(config),

@@ -220,6 +220,7 @@ class OnnxEngine:
             providers, fp16=fp16, int8=int8, cache_dir=cache_dir, device_id=device_id,
             trt_profiles=trt_profiles, trt_workspace_bytes=trt_workspace_bytes, overrides=provider_options,
         )
+        self.requested_providers = list(names)  # as configured, before any fallback
         have = set(ort.get_available_providers())
         lacking = [p for p in names if p not in have]
         if lacking and not allow_fallback:

