@@ -165,14 +165,28 @@ def _plot(result: dict, path: Path) -> Path | None:
     return path
 
 
+def _count(lo: int):
+    """argparse type: an integer >= ``lo`` (argparse turns the ValueError into a usage error naming the flag)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {value}")
+        return value
+
+    return parse
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="default", help="profile name or TOML file")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config key (repeatable)")
     p.add_argument("--images", nargs="+", default=["tabletop", "coffee"],
                    help="image files, scikit-image names, or 'tabletop' (synthetic scene)")
     p.add_argument("--query", action="append", help="queries (first = cold, rest = warm); repeatable")
-    p.add_argument("--iterations", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--iterations", type=_count(1), default=5, help="timed iterations (>= 1)")
+    p.add_argument("--warmup", type=_count(0), default=1, help="untimed iterations first (>= 0)")
     p.add_argument("--out", default="results/bench", help="output directory (JSON + PNG)")
     p.add_argument("--with-stages", action="store_true", help="also run benchmarks/bench_*.py (reference ratios)")
 
@@ -181,7 +195,9 @@ def cli(args: argparse.Namespace) -> int:
     from gear_edge.cli import _overrides
     from gear_edge.io import write_atomic
 
-    out = Path(args.out)
+    from gear_edge.cli import output_dir
+
+    out = output_dir(args.out)
     out.mkdir(parents=True, exist_ok=True)
     queries = list(args.query or DEFAULT_QUERIES)
     if len(queries) < 2:

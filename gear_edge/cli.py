@@ -62,19 +62,38 @@ def _pipeline(args: argparse.Namespace):
     return GearSeg.from_config(args.config, _overrides(args.set))
 
 
+def output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """The output folder, checked before any work: InputError when it names a file or cannot be
+    written (nothing is created here; :func:`_run_queries` creates it when the outputs are ready)."""
+    import os
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{flag} {out} is a file, not a directory; give a folder for the outputs")
+    probe = out
+    while not probe.exists():  # the nearest existing folder must let us create the rest
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{flag} {out}: {probe} is a file, so the folder cannot be created")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {out} is not writable ({probe} does not allow it); choose another folder")
+    return out
+
+
 def _run_queries(gs, image, queries: list[str], out_dir: Path, stem: str) -> int:
+    """Perceives ``image``, answers ``queries`` and writes the scene, the answers and one overlay per
+    answer: all of them or, when anything fails, none (nothing is written before everything is ready)."""
     from tqdm import tqdm
 
-    from gear_edge.io import write_atomic, write_png
+    from gear_edge.io import encode_png, write_all_or_nothing
     from gear_edge.viz import render_answer
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     scene = gs.perceive(image)
     print(f"perceived {len(scene.regions)} regions in {(time.perf_counter() - t0) * 1e3:.0f} ms "
           + " ".join(f"{k}={v:.0f}ms" for k, v in scene.timings.items()))
-    write_atomic(out_dir / f"{stem}.scene.json", scene.to_json(indent=1).encode())
-    answers, failures = [], 0
+    files: dict[Path, bytes] = {}
+    answers, failures, lines = [], 0, []
     for i, query in enumerate(tqdm(queries, desc="queries", unit="q", disable=len(queries) < 2)):
         try:
             answer = gs.ask(scene, query)
@@ -84,34 +103,65 @@ def _run_queries(gs, image, queries: list[str], out_dir: Path, stem: str) -> int
             answers.append({"query": query, "error": str(exc)})
             continue
         answers.append(answer.to_dict())
-        png = write_png(out_dir / f"{stem}.q{i}.png", render_answer(image, scene, answer))
+        png = out_dir / f"{stem}.q{i}.png"
+        files[png] = encode_png(render_answer(image, scene, answer))
         chain = " | ".join(s.text for s in answer.steps)
-        print(f"  [{i}] {query!r} -> {['R%d' % t for t in answer.targets]}  ({answer.timings.get('ask', 0):.0f} ms)  {chain}")
-        print(f"       overlay: {png}")
-    write_atomic(out_dir / f"{stem}.answers.json", json.dumps(answers, indent=1).encode())
-    print(f"wrote {out_dir / (stem + '.answers.json')}")
+        lines.append(f"  [{i}] {query!r} -> {['R%d' % t for t in answer.targets]}  "
+                     f"({answer.timings.get('ask', 0):.0f} ms)  {chain}\n       overlay: {png}")
+    files[out_dir / f"{stem}.scene.json"] = scene.to_json(indent=1).encode()
+    files[out_dir / f"{stem}.answers.json"] = json.dumps(answers, indent=1).encode()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_all_or_nothing(files)
+    except OSError as exc:
+        raise InputError(f"cannot write the outputs to {out_dir} ({exc.strerror or exc}); nothing was written") from None
+    for line in lines:
+        print(line)
+    print(f"wrote {out_dir / (stem + '.scene.json')} and {out_dir / (stem + '.answers.json')}")
     return 1 if failures else 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo_image(name: str):
+    """A scikit-image bundled photo by name, or an image file when ``name`` is a path."""
+    import numpy as np
     import skimage.data
 
-    image = getattr(skimage.data, args.image)()
-    if image.ndim == 2:
-        import numpy as np
+    if name in getattr(skimage.data, "__all__", ()) and not Path(name).suffix:
+        try:
+            image = getattr(skimage.data, name)()
+        except Exception as exc:  # noqa: BLE001 - some bundled images need a download (pooch)
+            raise InputError(f"--image {name}: scikit-image cannot load it here ({exc})") from None
+        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.dtype != np.uint8:
+            raise InputError(f"--image {name} is not a 2-D photo (it is {getattr(image, 'shape', '?')})")
+        if image.ndim == 2:
+            image = np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2))
+        elif image.shape[2] == 4:
+            image = np.ascontiguousarray(image[..., :3])
+        return image
+    if Path(name).suffix or "/" in name or Path(name).exists():
+        from gear_edge.io import read_image
 
-        image = np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2))
+        return read_image(name)
+    photos = ", ".join(n for n in ("astronaut", "coffee", "chelsea", "rocket", "camera"))
+    raise InputError(f"--image {name!r} is neither a scikit-image photo (e.g. {photos}) nor an image file")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    out = output_dir(args.out)
     print(DEFAULT_NOTE if args.config == "default" else f"config: {args.config}")
     gs = _pipeline(args)
-    return _run_queries(gs, image, list(args.query or DEMO_QUERIES), Path(args.out), f"demo_{args.image}")
+    image = _demo_image(args.image)
+    stem = f"demo_{Path(args.image).stem}"
+    return _run_queries(gs, image, list(args.query or DEMO_QUERIES), out, stem)
 
 
 def _segment(args: argparse.Namespace) -> int:
     from gear_edge.io import read_image
 
-    image = read_image(args.image)
-    gs = _pipeline(args)
-    return _run_queries(gs, image, [args.query], Path(args.out), Path(args.image).stem)
+    out = output_dir(args.out)
+    gs = _pipeline(args)  # config errors first; its pixel cap applies to the file
+    image = read_image(args.image, max_pixels=gs.config.get("runtime", "max_image_pixels"))
+    return _run_queries(gs, image, [args.query], out, Path(args.image).stem)
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -135,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run a profile on a bundled photo with example queries; writes overlays + JSON",
                        epilog=DEFAULT_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", default=DEMO_IMAGE, help="a scikit-image bundled image name (default: coffee)")
+    p.add_argument("--image", default=DEMO_IMAGE, help="a scikit-image bundled photo name (default: coffee) or an image file")
     p.add_argument("--query", action="append", help="a query (repeatable; default: the built-in examples)")
     p.add_argument("--out", default="results/demo", help="output directory")
     _add_pipeline_args(p)
@@ -211,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except GearEdgeError as exc:
         print(f"gear-edge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"gear-edge {args.command}: error: out of memory (lower runtime.max_image_pixels or use a smaller "
+              "image)", file=sys.stderr)
         return 2
 
 

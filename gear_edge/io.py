@@ -346,6 +346,40 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return p
 
 
+def write_all_or_nothing(files: dict[str | os.PathLike, bytes]) -> list[Path]:
+    """Writes several files so that a failure leaves none of them changed: each is written to a
+    fsynced temporary file first; only when all are written are they renamed into place (renames do
+    not fail for want of space), then the folders are fsynced. Returns the paths in order."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            p = Path(path)
+            tmp = p.with_name(f".{p.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+            staged.append((p, tmp))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+    except BaseException:
+        for _, tmp in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for p, tmp in staged:
+        os.replace(tmp, p)
+    for folder in {p.parent for p, _ in staged}:
+        fsync_dir(folder)
+    return [p for p, _ in staged]
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB uint8 image."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"cannot encode a PNG of shape {rgb.shape}")
+    return buf.tobytes()
+
+
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:

@@ -109,6 +109,12 @@ class GearSeg:
         if not isinstance(scene, Scene):
             raise InputError(f"scene must be a gear_edge.types.Scene (from perceive), got {type(scene).__name__}")
         t0 = time.perf_counter()
+        from gear_edge.deduce.base import NO_CRITERION, content_free, finish_answer, validate_query
+
+        if content_free(validate_query(query)):  # "???", "the", an emoji: nothing to look for, nothing answered
+            answer = finish_answer(scene, query, [], [NO_CRITERION], str(self.config.get("deduce", "mode")))
+            answer.timings["ask"] = (time.perf_counter() - t0) * 1e3
+            return answer
         answer = self.deducer.deduce(scene, query)
         if answer.centroid_3d is None:  # where the targets are, for a robot (None without depth)
             answer.centroid_3d, answer.box_3d = targets_3d(scene, answer.targets)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from gear_edge.data_engine.base import Candidate, normalise_question
-from gear_edge.data_engine.journal import Journal, read_records, write_atomic
+from gear_edge.data_engine.journal import RECORD_FIELDS, Journal, read_records, write_atomic
 from gear_edge.model_inventory import compact, model_inventory
 from gear_edge.data_engine.taxonomy import CLASSES, check_class
 from gear_edge.data_engine.verify import Verifier
@@ -256,7 +256,7 @@ class DataEngine:
                              "its exports would be read back as input images - choose another output folder")
         journal = self.out_dir / JOURNAL
         if journal.exists():
-            records, _ = read_records(journal)
+            records, _ = read_records(journal, RECORD_FIELDS)
             if records and (records[0].get("type") != "run" or "settings" not in records[0]):
                 raise InputError(f"{journal} was not written by the data engine (its first record is not a run record); "
                                  "choose another output folder")
@@ -283,7 +283,7 @@ class DataEngine:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         t_start = time.perf_counter()
         run_stats: dict[str, Any] = {"images": 0, "failed": 0, "kept": 0, "rejected": 0}
-        with Journal(self.out_dir / JOURNAL) as journal:
+        with Journal(self.out_dir / JOURNAL, RECORD_FIELDS) as journal:
             self._clean_stale_tmp()
             self._check_resume(journal.records)
             done = {r["file_name"]: r for r in journal.records if r.get("type") == "image"}

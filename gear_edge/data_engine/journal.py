@@ -22,11 +22,61 @@ from typing import Any, Iterator
 from gear_edge.errors import InputError
 from gear_edge.io import fsync_dir, share_dir, write_atomic
 
-__all__ = ["Journal", "fsync_dir", "read_records", "share_dir", "write_atomic"]
+__all__ = ["Journal", "RECORD_FIELDS", "check_record", "fsync_dir", "read_records", "share_dir", "write_atomic"]
+
+# The data engine's records: the fields each type must have (and their JSON types; object = any),
+# down to the items of its lists. A record missing one was not written by the engine: it is refused
+# at read time naming the line and field, instead of failing later with a KeyError.
+_NUM = (int, float)
+RECORD_FIELDS: dict[str, dict[str, Any]] = {
+    "run": {"settings": dict, "models": [{"role": str, "name": str, "sha256": str}]},
+    "image": {
+        "file_name": str, "sha256": str, "height": int, "width": int,
+        "regions": [{"region_id": int, "segmentation": dict, "area": _NUM, "bbox": list}],
+        "pairs": [{"question": str, "class": str, "targets": list, "chain": list, "rationale": object, "writer": str,
+                   "template": object, "agreement": object}],
+        "rejected": [{"class": str, "reason": str, "writer": str}],
+    },
+    "failed": {"file_name": str},
+}
 
 
-def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The complete records of a journal and the byte length they occupy (a torn tail is excluded)."""
+def _type_names(want: Any) -> str:
+    kinds = want if isinstance(want, tuple) else (want,)
+    names = {dict: "object", list: "array", str: "string", int: "integer", float: "number", type(None): "null"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _check_fields(rec: Any, fields: dict[str, Any], where: str) -> None:
+    if not isinstance(rec, dict):
+        raise InputError(f"{where} must be a JSON object, got {type(rec).__name__}")
+    for key, want in fields.items():
+        if key not in rec:
+            raise InputError(f"{where} lacks the field {key!r}")
+        value = rec[key]
+        if isinstance(want, list):
+            if not isinstance(value, list):
+                raise InputError(f"{where} field {key!r} must be an array, got {type(value).__name__}")
+            for i, item in enumerate(value):
+                _check_fields(item, want[0], f"{where} {key}[{i}]")
+        elif isinstance(value, bool) and bool not in (want if isinstance(want, tuple) else (want,)) or \
+                not isinstance(value, want):
+            raise InputError(f"{where} field {key!r} must be {_type_names(want)}, got {type(value).__name__}")
+
+
+def check_record(rec: Any, where: str = "record", schema: dict[str, dict[str, Any]] | None = None) -> None:
+    """InputError naming ``where`` and the field when ``rec`` lacks a field its type needs in ``schema``
+    (e.g. :data:`RECORD_FIELDS`; None: only the 'type' field is required)."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("type"), str):
+        raise InputError(f"{where}: a record must be a JSON object with a 'type' field")
+    fields = (schema or {}).get(rec["type"])
+    if fields is not None:
+        _check_fields(rec, fields, f"{where} ({rec['type']} record)")
+
+
+def read_records(path: Path, schema: dict[str, dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The complete records of a journal and the byte length they occupy (a torn tail is excluded);
+    each is checked against ``schema`` (see :func:`check_record`)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -45,17 +95,21 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
                 f"journal {path} line {lineno} is not valid JSON ({exc}); it was not written by an interrupted "
                 "run (those only leave an unterminated last line) - restore the file or start a new output directory"
             ) from None
-        if not isinstance(rec, dict) or "type" not in rec:
-            raise InputError(f"journal {path} line {lineno}: a record must be a JSON object with a 'type' field")
+        try:
+            check_record(rec, f"journal {path} line {lineno}", schema)
+        except InputError as exc:
+            raise InputError(f"{exc}; it was not written by this engine - restore the file or start a new output "
+                             "directory") from None
         records.append(rec)
     return records, end
 
 
 class Journal:
-    """An open journal: ``records`` (what was there), :meth:`append` (durable), :meth:`close`."""
+    """An open journal: ``records`` (what was there, checked against ``schema``), :meth:`append` (durable), :meth:`close`."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, schema: dict[str, dict[str, Any]] | None = None) -> None:
         self.path = Path(path)
+        self.schema = schema
         self.records: list[dict[str, Any]] = []
         self.torn_bytes = 0  # bytes of an unfinished record cut off at open
         self._fd: int | None = None
@@ -75,7 +129,7 @@ class Journal:
             raise InputError(f"another run is writing {self.path.parent} (lock {lock_path} is held)") from None
         try:
             created = not self.path.exists()
-            self.records, end = read_records(self.path)
+            self.records, end = read_records(self.path, self.schema)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             size = os.fstat(fd).st_size
             if size > end:

@@ -8,6 +8,7 @@ mask = union of their masks" hold whatever produced the ids.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -15,6 +16,15 @@ from gear_edge.errors import InputError
 from gear_edge.types import Answer, LogicStep, Scene
 
 DEFAULT_MAX_QUERY_CHARS = 2000
+# Words that carry no criterion on their own: a query made only of these (or of no letters/digits at
+# all: "???", an emoji) names nothing to look for.
+FUNCTION_WORDS = frozenset(
+    "the a an this that these those some any one it its please me my of".split()
+)
+NO_CRITERION = "no criterion found in the query (no colour, size, position, shape, text or object named)"
+_WORDS = re.compile(r"[^\W_]+")
+# a number with an ordinal suffix, with what could make it malformed: a sign, a fraction
+_ORDINAL = re.compile(r"(?<![\w.])([-+\u2212]?\d+(?:[.,]\d+)*)\s*(st|nd|rd|th)\b", re.IGNORECASE)
 
 
 @runtime_checkable
@@ -55,7 +65,26 @@ def validate_query(query: str, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> str:
         raise InputError(
             f"query has {len(stripped)} characters, more than the limit of {max_chars}; shorten it"
         )
+    check_ordinals(stripped)
     return stripped
+
+
+def check_ordinals(query: str) -> None:
+    """InputError naming the word when ``query`` has a malformed ordinal ("-3rd", "2.5th", "0th"):
+    ordinals are whole numbers from 1."""
+    for m in _ORDINAL.finditer(query):
+        number = m.group(1)
+        whole = number.isdigit() or re.fullmatch(r"\d{1,3}(?:,\d{3})+", number) is not None
+        if not whole or int(number.replace(",", "")) == 0:
+            raise InputError(
+                f"query {query!r}: {m.group(0)!r} is not an ordinal; use a whole number from 1 (1st, 2nd, 3rd, ...)"
+            )
+
+
+def content_free(query: str) -> bool:
+    """True when ``query`` names no criterion: no letters or digits, or only :data:`FUNCTION_WORDS`."""
+    words = _WORDS.findall(query.lower())
+    return all(w in FUNCTION_WORDS for w in words)
 
 
 def _as_step(step: LogicStep | str) -> LogicStep:

@@ -101,8 +101,30 @@ def polygon_objects(polygons: Any) -> tuple[list[list[np.ndarray]], bool]:
     return out, single
 
 
+MAX_SIDE = 2**31 - 1  # a mask side is an int32 in the C++ extension and in COCO RLE sizes
+
+
 def canvas_size(height: Any, width: Any) -> tuple[int, int]:
     for label, v in (("height", height), ("width", width)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise InputError(f"{label} must be a positive integer, got {v!r}")
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 1 <= v <= MAX_SIDE:
+            raise InputError(f"{label} must be a positive integer <= {MAX_SIDE}, got {v!r}")
     return int(height), int(width)
+
+
+def int_array(value: Any, name: str, what: str) -> np.ndarray:
+    """``value`` as int64 when it holds only integral numbers (bools refused), else InputError naming
+    ``name`` and the expected ``what`` (e.g. 'an int [N, 4] array (x0, y0, x1, y1)')."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged lists
+        raise InputError(f"{name} must be {what}, got {type(value).__name__} ({exc})") from None
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise InputError(f"{name} must be {what}, got {arr.dtype} values")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise InputError(f"{name} must be {what}: whole numbers, got non-integral or non-finite values")
+        if arr.size and np.abs(arr).max() >= 2**62:
+            raise InputError(f"{name} must be {what}: values out of range")
+    if arr.dtype.kind == "u" and arr.size and arr.max() >= 2**63:
+        raise InputError(f"{name} must be {what}: values out of range")
+    return arr.astype(np.int64)

@@ -66,8 +66,13 @@ def sample(
     """
     items, _ = _inputs.rle_batch(rles)
     n = len(items)
-    boxes_arr = np.asarray(boxes, dtype=np.int64).reshape(-1, 4) if n else np.zeros((0, 4), np.int64)
-    steps_arr = np.full(n, int(steps), np.int64) if np.isscalar(steps) else np.asarray(steps, dtype=np.int64)
+    box_what = f"an int [N, 4] array (x0, y0, x1, y1) with N = {n} (one per RLE)"
+    boxes_arr = _inputs.int_array(boxes, "boxes", box_what) if n else np.zeros((0, 4), np.int64)
+    if n and (boxes_arr.ndim not in (1, 2) or boxes_arr.shape[-1] != 4 or (boxes_arr.ndim == 1 and n != 1)):
+        raise InputError(f"boxes must be {box_what}, got shape {'x'.join(map(str, boxes_arr.shape))}")
+    boxes_arr = boxes_arr.reshape(-1, 4)
+    steps_arr = _inputs.int_array(steps, "steps", f"an int or an int [N] array with N = {n}")
+    steps_arr = np.full(n, int(steps_arr), np.int64) if steps_arr.ndim == 0 else steps_arr
     t = _native.resolve_threads(threads)
     cpp = _native.native()
     if cpp:
