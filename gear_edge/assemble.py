@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,8 @@ def engine_providers(engine: Engine) -> list[str]:
 
 class Assembly:
     """Builds (once) and holds the components ``config`` describes; ``given`` components are used as
-    they are (tests, callers bringing their own). Thread-compatible: build from one thread."""
+    they are (tests, callers bringing their own). Thread-safe: components are built under one lock,
+    so threads that first need a component at the same time share one instance."""
 
     def __init__(self, config: Config, **given: Any) -> None:
         unknown = sorted(set(given) - set(COMPONENTS))
@@ -84,6 +86,7 @@ class Assembly:
         self._notes: dict[str, str] = {}  # component -> why an optional one is unavailable
         self.engines: dict[str, Engine] = {}  # "family.role" -> every engine built here, in build order
         self.reports: dict[str, LoadReport] = {}
+        self._lock = threading.RLock()  # re-entrant: building the deducer builds the LLM
 
     # ---- engines --------------------------------------------------------------------------------
 
@@ -112,16 +115,19 @@ class Assembly:
         configured. An optional component that is configured but cannot load raises."""
         if name not in COMPONENTS:
             raise InputError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
-        if name not in self._built:
-            before, rss0, t0 = set(self.engines), rss_mib(), time.perf_counter()
-            value = getattr(self, f"_build_{name}")()
-            self._built[name] = value
-            self.reports[name] = LoadReport(
-                name, (time.perf_counter() - t0) * 1e3, rss_mib() - rss0,
-                {k: engine_providers(e) for k, e in self.engines.items() if k not in before},
-                None if value is not None else self._notes.get(name, "not configured"),
-            )
-        return self._built[name]
+        if name in self._built:
+            return self._built[name]
+        with self._lock:
+            if name not in self._built:
+                before, rss0, t0 = set(self.engines), rss_mib(), time.perf_counter()
+                value = getattr(self, f"_build_{name}")()
+                self._built[name] = value
+                self.reports[name] = LoadReport(
+                    name, (time.perf_counter() - t0) * 1e3, rss_mib() - rss0,
+                    {k: engine_providers(e) for k, e in self.engines.items() if k not in before},
+                    None if value is not None else self._notes.get(name, "not configured"),
+                )
+            return self._built[name]
 
     @property
     def segmenter(self) -> Segmenter:

@@ -31,7 +31,8 @@ PERCEIVE_ENGINES = ("sam2.", "ocr.", "captioner.")  # the engine families of per
 
 
 class GearSeg:
-    """The reasoning-segmentation pipeline. Thread-compatible, not thread-safe (one caller at a time).
+    """The reasoning-segmentation pipeline. ``ask`` may be called from several threads: components
+    are built once under a lock and the LLM serialises its calls (llama.cpp state is not shareable).
 
     ``components``: any of ``segmenter``, ``ocr``, ``captioner``, ``embedder``, ``llm``, ``deducer``
     to use instead of building them from ``config``.
