@@ -80,15 +80,31 @@ class GearSeg:
 
     # ---- stages -------------------------------------------------------------------------------
 
-    def perceive(self, image: np.ndarray, masks: Sequence[RLE] | Sequence[Region] | np.ndarray | None = None) -> Scene:
-        """Regions (own segmenter, or the caller's masks), exact attributes, relations, OCR text, captions."""
+    def perceive(self, image: np.ndarray, masks: Sequence[RLE] | Sequence[Region] | np.ndarray | None = None, *,
+                 depth: np.ndarray | None = None, intrinsics=None, depth_scale: float | None = None) -> Scene:
+        """Regions (own segmenter, or the caller's masks), exact attributes, roles, relations, OCR text,
+        captions; with ``depth`` + ``intrinsics`` also the support plane and 3D attributes.
+
+        ``depth``: [H, W] registered to ``image``, float metres or uint16 millimetres (``depth_scale``
+        metres per unit overrides); NaN / 0 = no depth (see ``gear_edge.camera``). ``intrinsics``: a
+        3x3 K, CameraInfo's 9-list ``k`` or :class:`gear_edge.camera.CameraIntrinsics`. The classical
+        segmenter then segments from depth too (``gear_edge.segment.rgbd``); other segmenters' and
+        the caller's masks get roles and 3D attributes from depth."""
         image = check_image(image)
         from gear_edge.io import check_pixels
 
         check_pixels(image.shape, self.config.get("runtime", "max_image_pixels"), "the image")
+        depth_m = intr = plane = roles = None
+        if depth is not None or intrinsics is not None:
+            from gear_edge.segment.rgbd import prepare_depth
+
+            depth_m, intr = prepare_depth(depth, intrinsics, image.shape[:2], depth_scale)
         t0 = time.perf_counter()
         if masks is None:
-            regions = self.segmenter.segment(image)
+            if depth_m is not None and hasattr(self.segmenter, "segment_rgbd"):
+                regions, roles, plane = self.segmenter.segment_rgbd(image, depth_m, intr)
+            else:
+                regions = self.segmenter.segment(image)
             seg_ms = (time.perf_counter() - t0) * 1e3
             source = getattr(self.segmenter, "name", type(self.segmenter).__name__)
         else:
@@ -99,7 +115,14 @@ class GearSeg:
             ocr=self.ocr,
             captioner=self.captioner,
             k_neighbours=int(self.config.get("describe", "k_neighbours")),
+            roles=roles,
         )
+        if depth_m is not None:
+            from gear_edge.segment.rgbd import attach_3d
+
+            t1 = time.perf_counter()
+            attach_3d(scene, depth_m, intr, plane, roles_from_depth_too=roles is None)
+            scene.timings["describe.3d"] = (time.perf_counter() - t1) * 1e3
         scene.timings = {"segment": seg_ms, **scene.timings, "perceive": (time.perf_counter() - t0) * 1e3}
         engines = {k: v for k, v in self.parts.providers().items() if k.startswith(PERCEIVE_ENGINES)}
         scene.meta.update({"segmenter": source, "config": self.config.source, "engines": engines})

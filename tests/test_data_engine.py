@@ -40,6 +40,13 @@ def engine_out(tmp_path_factory, gs):
     return imgs, out, summary
 
 
+def _photo_scenes(imgs):
+    import cv2
+
+    gs = GearSeg.from_config("default", {"describe.ocr": False})
+    return [gs.perceive(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)) for p in sorted(imgs.glob("*.png"))]
+
+
 def _lines(path):
     return [json.loads(x) for x in path.read_text().splitlines()]
 
@@ -74,9 +81,13 @@ def test_outputs_are_consistent(engine_out):
         assert all(len(m["sha256"]) == 64 for m in p["models"])
     for r in rejected:
         assert r["reason"] in REASONS and r["detail"]
-    # every class the photos allow (identity needs text or captions) is generated
+    # every class the photos allow (identity needs text or captions; part_whole a region inside
+    # another's opening, which these small photos may not show) is generated
     kept_classes = {p["class"] for p in pairs}
-    assert set(CLASSES) - {"identity"} <= kept_classes
+    allowed = set(CLASSES) - {"identity"}
+    if not any(r.predicate == "inside" for sc in _photo_scenes(imgs) for r in sc.relations):
+        allowed.discard("part_whole")
+    assert allowed <= kept_classes
     by_class = summary["by_class"]
     assert sum(d["kept"] for d in by_class.values()) == len(pairs)
     assert sum(d["candidates"] for d in by_class.values()) == len(pairs) + len(rejected)

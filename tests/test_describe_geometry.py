@@ -157,17 +157,17 @@ def test_relations_table_scene():
     table = s.paste(rect(40, 320, 600, 460), COLOURS["brown"])
     box = s.paste(rect(80, 180, 220, 320), COLOURS["red"])  # rests on the table
     ball = s.paste(disk(450, 280, 40), COLOURS["blue"])  # rests on the table (bottom at y=320)
-    label = s.paste(rect(110, 220, 190, 270), COLOURS["white"])  # printed on the box
+    label = s.paste(rect(110, 220, 190, 270), COLOURS["white"])  # lies on the box's face (fills its hole)
     lamp = s.paste(disk(560, 60, 30), COLOURS["yellow"])  # floating, top-right
     attrs, rels = s.describe()
     expect = {
-        (box, "on_top_of", table), (ball, "on_top_of", table), (label, "inside", box),
+        (box, "on_top_of", table), (ball, "on_top_of", table), (label, "on_top_of", box),
         (box, "left_of", ball), (lamp, "above", ball), (box, "touching", table),
         (table, "larger_than", box), (ball, "right_of", label),
     }
     assert expect <= rels, expect - rels
     assert (lamp, "on_top_of", table) not in rels and (lamp, "touching", table) not in rels
-    assert (label, "on_top_of", box) not in rels and (box, "inside", table) not in rels
+    assert (label, "inside", box) not in rels and (box, "inside", table) not in rels
     assert (ball, "left_of", box) not in rels and (box, "above", table) in rels
 
 

@@ -23,6 +23,14 @@ Words, size classes, shape thresholds and the direction rule come from :mod:`gea
 
 Relations (directed; each has its inverse): left_of/right_of, above/below, inside/contains,
 touching, on_top_of/under, overlaps, occludes/occluded_by, same_colour_as, larger_than/smaller_than.
+
+Support relations, when A lies within B's outline (holes filled): A is ``on_top_of`` B when it
+overlaps B's own pixels (layered masks) or fills the hole of B it lies in (A hides B's face: a cup
+on a box, anything on the table); A is ``inside`` B when that hole also shows what is behind B
+(support or background seen through a ring's hole, another region's uncovered pixels). A on the
+support is always ``on_top_of`` it. A region touching B along its own bottom quarter, above B, is
+``on_top_of`` B too. With depth, :func:`refine_support_relations` decides the same pairs by height:
+A is ``inside`` B when A reaches below B's top (a container opening), else ``on_top_of``.
 Directional, colour and size relations are only emitted between a region and its ``k_neighbours``
 nearest regions (by bbox gap); containment, touching, on-top-of, overlap and occlusion are emitted
 for every pair where they hold.
@@ -52,7 +60,9 @@ from gear_edge.vocabulary import (
 SHAPE_SIDE = 96  # shape / texture are measured on the region's bbox crop scaled to at most this side
 COLOUR_SAMPLES = 512  # at most this many pixels per region are colour-named
 WORK_SIDE = 256  # pairwise relations are decided on masks sampled to at most this side
-INSIDE_FRAC = 0.9  # A inside B when this fraction of A lies in B (holes of B filled)
+INSIDE_FRAC = 0.9  # A within B's outline when this fraction of A lies in B (holes of B filled)
+ON_TOP_FILL = 0.7  # ... and on top of B (not inside) when A covers this much of the holes of B it lies in
+SINK_M = 0.006  # with depth: A inside B when its low points (5th percentile) are this far below B's top (95th)
 OCCLUDE_HULL_FRAC = 0.5  # A occludes B when this fraction of A lies in B's convex hull ...
 OCCLUDE_WRAP_FRAC = 0.3  # ... and B occupies this fraction of the ring just outside A
 
@@ -334,8 +344,65 @@ def _pair_window(wa: _Work, wb: _Work, pad: int) -> tuple[slice, slice] | None:
     return slice(max(0, y0), y1), slice(max(0, x0), x1)
 
 
-def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], *, k_neighbours: int = 4) -> list[Relation]:
-    """Pairwise relations between regions (see the module docstring)."""
+def _within(works: list[_Work], i: int, j: int, roles: Sequence[str] | None) -> str:
+    """'on_top_of' or 'inside' for region i lying within region j's outline (module docstring)."""
+    if roles is not None and roles[j] == "support":
+        return "on_top_of"
+    a, b = works[i], works[j]
+    if (a.mask & b.mask).sum() >= 0.5 * max(1, a.mask.sum()):
+        return "on_top_of"
+    hole = (b.filled & ~b.mask).view(np.uint8)
+    n, lab = cv2.connectedComponents(hole, connectivity=4)
+    touched = np.unique(lab[a.mask & hole.view(bool)])
+    touched = touched[touched > 0]
+    if len(touched) == 0:
+        return "on_top_of"
+    comps = np.isin(lab, touched)
+    rest = comps & ~a.mask
+    if roles is None:
+        shows = rest.sum()
+    else:  # what the opening shows: support / background regions, or pixels no region claims
+        behind = np.zeros_like(rest)
+        claimed = np.zeros_like(rest)
+        for k, wk in enumerate(works):
+            if k in (i, j):
+                continue
+            claimed |= wk.mask
+            if roles[k] != "object":
+                behind |= wk.mask
+        shows = (rest & (behind | ~claimed)).sum()
+    return "inside" if shows > (1.0 - ON_TOP_FILL) * comps.sum() else "on_top_of"
+
+
+def refine_support_relations(relations: list[Relation], spans: dict[int, tuple[float, float]]) -> list[Relation]:
+    """Re-decides on_top_of / inside pairs by height: ``spans`` maps a region id to the (low, high)
+    heights (m) of its points above the support plane (5th / 95th percentile). A pair stays as the
+    masks said when either region has no span. Inverses (under / contains) follow."""
+    decided: dict[tuple[int, int], str] = {}
+    for r in relations:
+        if r.predicate in ("on_top_of", "inside") and r.subject in spans and r.object in spans:
+            lo_a = spans[r.subject][0]
+            hi_b = spans[r.object][1]
+            if hi_b <= 0.01:  # the support (or anything flat): things rest on it
+                decided[(r.subject, r.object)] = "on_top_of"
+            else:
+                decided[(r.subject, r.object)] = "inside" if lo_a < hi_b - SINK_M else "on_top_of"
+    if not decided:
+        return relations
+    inverse = {"on_top_of": "under", "inside": "contains"}
+    out = [r for r in relations if not (
+        (r.predicate in ("on_top_of", "inside") and (r.subject, r.object) in decided)
+        or (r.predicate in ("under", "contains") and (r.object, r.subject) in decided))]
+    for (a, b), pred in decided.items():
+        out += [Relation(a, pred, b), Relation(b, inverse[pred], a)]
+    order = {p: k for k, p in enumerate(PREDICATES)}
+    return sorted(set(out), key=lambda t: (t.subject, order.get(t.predicate, 99), t.object))
+
+
+def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], *, k_neighbours: int = 4,
+                     roles: Sequence[str] | None = None) -> list[Relation]:
+    """Pairwise relations between regions (see the module docstring); ``roles`` (one per region)
+    let support relations tell what an opening shows."""
     n = len(attrs)
     rels: set[tuple[int, str, int]] = set()
 
@@ -388,16 +455,25 @@ def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], 
     for q, (i, j) in enumerate(zip(pi.tolist(), pj.tolist())):
         a_in_b, b_in_a = i_in_j[q] / counts[i], j_in_i[q] / counts[j]
         if a_in_b >= INSIDE_FRAC and attrs[i]["area_px"] < attrs[j]["area_px"]:
-            add(i, "inside", j, "contains")
+            pred = _within(works, i, j, roles)
+            add(i, pred, j, "contains" if pred == "inside" else "under")
             continue
         if b_in_a >= INSIDE_FRAC and attrs[j]["area_px"] < attrs[i]["area_px"]:
-            add(j, "inside", i, "contains")
+            pred = _within(works, j, i, roles)
+            add(j, pred, i, "contains" if pred == "inside" else "under")
             continue
         if inter[q] > 0:
             add(i, "overlaps", j)
         if touch[q] == 0:
             continue
         add(i, "touching", j)
+        # a smaller region standing on another's top face and rising above its outline (a ball on
+        # a box seen from the side): a good part of it in the other's convex hull, its centroid higher
+        for s_, t_, frac_in in ((i, j, i_hull_j[q] / counts[i]), (j, i, j_hull_i[q] / counts[j])):
+            if (frac_in >= 0.35 and attrs[s_]["area_px"] < attrs[t_]["area_px"]
+                    and attrs[s_]["centroid"][1] < attrs[t_]["centroid"][1]
+                    and (roles is None or roles[t_] == "object")):
+                add(s_, "on_top_of", t_, "under")
         win = _pair_window(works[i], works[j], pad)
         row0 = win[0].start
         for s_, t_ in ((i, j), (j, i)):
@@ -454,13 +530,21 @@ def region_relations(attrs: list[dict], works: list[_Work], ids: Sequence[int], 
 
 
 def describe_regions(
-    image: np.ndarray, rles: Sequence[RLE], *, ids: Sequence[int] | None = None, k_neighbours: int = 4
+    image: np.ndarray, rles: Sequence[RLE], *, ids: Sequence[int] | None = None, k_neighbours: int = 4,
+    roles: Sequence[str] | None = None,
 ) -> tuple[list[dict], list[Relation]]:
-    """Attributes per region and relations between regions (ids default to 0..N-1)."""
+    """Attributes per region and relations between regions (ids default to 0..N-1). ``roles``: one
+    per region, or None to assign them here (:func:`gear_edge.describe.roles.assign_roles`)."""
     attrs, works, _ = region_attributes(image, rles)
     ids = list(range(len(attrs))) if ids is None else [int(i) for i in ids]
     if len(ids) != len(attrs):
         raise InputError(f"got {len(ids)} ids for {len(attrs)} regions")
     if len(set(ids)) != len(ids):
         raise InputError(f"region ids must be unique, got {ids}")
-    return attrs, region_relations(attrs, works, ids, k_neighbours=k_neighbours)
+    if roles is None:
+        from gear_edge.describe.roles import assign_roles
+
+        roles = assign_roles(image, rles)
+    if len(roles) != len(attrs):
+        raise InputError(f"got {len(roles)} roles for {len(attrs)} regions")
+    return attrs, region_relations(attrs, works, ids, k_neighbours=k_neighbours, roles=roles)

@@ -11,8 +11,8 @@ Evidence, from masks and colour alone (:func:`assign_roles`):
   regions lie in its outline (its holes) or against it. Its fragments (other planks, the table seen
   through a ring's hole, shadow rims) are support too: regions of the support's colour (or its
   chromaticity, darker) that touch the support or fill a hole of another region.
-* **background**: large border-touching regions beyond the support (above its top edge in the
-  image: walls, the floor behind the table) that the support does not host.
+* **background**: large regions along the image's top edge, above the support in the image
+  (walls, the floor behind the table) and not in its outline.
 * **object**: everything else.
 
 With depth (:func:`roles_from_depth`) the evidence is geometric: support = points on the fitted
@@ -69,12 +69,15 @@ def _colour_dist(a: np.ndarray, b: np.ndarray) -> float:
 def region_context(grid: np.ndarray) -> dict[str, np.ndarray]:
     """Pairwise evidence on sampled masks [N, gh, gw]: ``ring[i, j]`` fraction of the ring just
     outside j that i covers; ``in_hole[i, j]`` fraction of j lying in i's holes; ``border[i]``
-    fraction of the image border i covers, ``top``/``bottom`` [N] its top / bottom row (unit)."""
+    fraction of the image border i covers, ``top``/``bottom``/``cy`` [N] its top / bottom row and
+    mean row (unit), ``top_cover`` [N] the fraction of the image's top row it covers."""
     n, gh, gw = grid.shape
     ring = np.zeros((n, n))
     in_hole = np.zeros((n, n))
     border = np.zeros(n)
     top, bottom = np.ones(n), np.zeros(n)
+    top_cover = grid[:, 0, :].mean(axis=1) if gh else np.zeros(n)
+    cy = np.zeros(n)
     flat = grid.reshape(n, -1)
     k3 = np.ones((3, 3), np.uint8)
     edge = np.zeros((gh, gw), bool)
@@ -86,6 +89,7 @@ def region_context(grid: np.ndarray) -> dict[str, np.ndarray]:
             continue
         rows = np.flatnonzero(grid[j].any(1))
         top[j], bottom[j] = rows[0] / gh, (rows[-1] + 1) / gh
+        cy[j] = np.nonzero(grid[j])[0].mean() / gh
         border[j] = (grid[j] & edge).sum() / edge.sum()
         r = (cv2.dilate(m8, k3).view(bool) & ~grid[j]).reshape(-1)
         if r.any():
@@ -98,7 +102,8 @@ def region_context(grid: np.ndarray) -> dict[str, np.ndarray]:
             in_hole[j, :] = flat[:, holes].sum(1) / np.maximum(sizes, 1)
     np.fill_diagonal(ring, 0)
     np.fill_diagonal(in_hole, 0)
-    return {"ring": ring, "in_hole": in_hole, "border": border, "top": top, "bottom": bottom, "sizes": sizes}
+    return {"ring": ring, "in_hole": in_hole, "border": border, "top": top, "bottom": bottom, "sizes": sizes,
+            "top_cover": top_cover, "cy": cy}
 
 
 def assign_roles(image: np.ndarray, rles: Sequence[RLE]) -> list[str]:
@@ -138,13 +143,13 @@ def assign_roles(image: np.ndarray, rles: Sequence[RLE]) -> list[str]:
                 roles[j] = "support"
                 support.add(j)
                 changed = True
-    # background: large border regions beyond the support's top edge, not resting on it
-    s_top = min(ctx["top"][i] for i in support)
+    # background: large regions along the image's top edge beyond the support (walls, the floor
+    # behind the table) that do not lie in its outline
+    s_cy = float(np.average([ctx["cy"][i] for i in support], weights=[frac[i] for i in support]))
     for j in range(n):
-        if roles[j] != "object" or frac[j] < MIN_BACKGROUND_FRAC or border[j] <= 0.02:
+        if roles[j] != "object" or frac[j] < MIN_BACKGROUND_FRAC or ctx["top_cover"][j] < 0.3:
             continue
-        rests = sum(ring[i, j] for i in support) >= HOST_RING or any(in_hole[i, j] >= 0.5 for i in support)
-        if not rests and ctx["bottom"][j] <= s_top + 0.08 and ctx["top"][j] <= 0.02:
+        if ctx["cy"][j] < s_cy and not any(in_hole[i, j] >= 0.5 for i in support):
             roles[j] = "background"
     return roles
 

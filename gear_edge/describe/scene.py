@@ -68,13 +68,9 @@ def describe_scene(
     regions = _as_regions((h, w), masks)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    attrs, relations = describe_regions(image, [r.rle for r in regions], ids=[r.id for r in regions], k_neighbours=k_neighbours)
-    timings["describe.geometry"] = (time.perf_counter() - t0) * 1e3
-    for r, a in zip(regions, attrs):
-        r.attributes = a
-    t0 = time.perf_counter()
+    rles = [r.rle for r in regions]
     if roles is None:
-        roles = assign_roles(image, [r.rle for r in regions])
+        roles = assign_roles(image, rles)
     elif len(roles) != len(regions):
         raise InputError(f"got {len(roles)} roles for {len(regions)} regions")
     for r, role in zip(regions, roles):
@@ -82,6 +78,11 @@ def describe_scene(
             raise InputError(f"region {r.id}: role must be one of {list(ROLES)}, got {role!r}")
         r.role = role
     timings["describe.roles"] = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    attrs, relations = describe_regions(image, rles, ids=[r.id for r in regions], k_neighbours=k_neighbours, roles=list(roles))
+    timings["describe.geometry"] = (time.perf_counter() - t0) * 1e3
+    for r, a in zip(regions, attrs):
+        r.attributes = a
     if ocr is not None and regions:
         t0 = time.perf_counter()
         rles = [r.rle for r in regions]

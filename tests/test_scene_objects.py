@@ -1,0 +1,132 @@
+"""Object-level scenes: roles, whole objects (text merge), on-top-of vs inside, the RGB-D path.
+
+Scenes here are built for the tests (small ray-cast tabletops from benchmarks/tabletop3d.py with
+fixed, hand-placed objects), not taken from the benchmark's scene set.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks.tabletop3d import Prim, render, sensor_depth
+from gear_edge.camera import as_intrinsics, depth_to_metres
+from gear_edge.describe.geometry import refine_support_relations
+from gear_edge.describe.roles import assign_roles, roles_from_depth
+from gear_edge.describe.scene import describe_scene
+from gear_edge.errors import InputError
+from gear_edge.segment.classical import ClassicalSegmenter
+from gear_edge.segment.rgbd import attach_3d, segment_rgbd
+from gear_edge.types import Relation
+
+H, W = 480, 640
+
+
+def _iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+@pytest.fixture(scope="module")
+def table_scene():
+    """A red box with a yellow ball on top, a purple ring with a blue ball in its hole, a green can,
+    a white labelled box; wood table, wall behind."""
+    prims = [
+        Prim("box", (-0.12, 0.55, 0.04), (0.13, 0.11, 0.08), (200, 30, 30), yaw=0.2),
+        Prim("sphere", (-0.12, 0.55, 0.08 + 0.025), (0.025,) * 3, (235, 205, 40)),
+        Prim("ring", (0.1, 0.5, 0.01), (0.06, 0.06, 0.02), (125, 45, 160), inner=0.04),
+        Prim("sphere", (0.1, 0.5, 0.018), (0.018,) * 3, (30, 70, 210)),
+        Prim("cylinder", (0.02, 0.7, 0.05), (0.03, 0.03, 0.1), (40, 150, 50)),
+        Prim("box", (0.2, 0.7, 0.03), (0.12, 0.09, 0.06), (238, 238, 238), label="MILK"),
+    ]
+    return render(prims, cam_height=0.75, pitch_deg=50, dist_back=0.2, table=(1.4, 1.2), seed=3)
+
+
+def test_roles_exact_masks(table_scene):
+    r = table_scene
+    masks = [r.ids == k for k in range(1, 7)] + [r.ids == 0, r.ids < 0]
+    roles = assign_roles(r.image, [__import__("gear_edge.masks", fromlist=["encode"]).encode(np.ascontiguousarray(m)) for m in masks])
+    assert roles == ["object"] * 6 + ["support", "background"]
+
+
+def test_on_top_of_vs_inside_from_masks(table_scene):
+    r = table_scene
+    masks = np.stack([r.ids == k for k in range(1, 7)] + [r.ids == 0, r.ids < 0])
+    scene = describe_scene(r.image, masks)
+    rels = {(x.subject, x.predicate, x.object) for x in scene.relations}
+    assert (1, "on_top_of", 0) in rels and (1, "inside", 0) not in rels  # ball lying on the box
+    assert (3, "inside", 2) in rels and (3, "on_top_of", 2) not in rels  # ball in the ring's hole
+    assert (0, "on_top_of", 6) in rels and (0, "inside", 6) not in rels  # box on the table
+    assert (0, "under", 1) in rels and (2, "contains", 3) in rels
+
+
+def test_text_label_merges_into_its_box(table_scene):
+    regions = ClassicalSegmenter().segment(table_scene.image)
+    milk = table_scene.ids == 6
+    best = max(regions, key=lambda g: _iou(g.bitmap(), milk))
+    assert _iou(best.bitmap(), milk) >= 0.75  # one region: box + printed label + letters
+    label = table_scene.label_masks[5]
+    assert (best.bitmap() & label).sum() >= 0.9 * label.sum()
+
+
+def test_rgbd_segmentation_roles_and_3d(table_scene):
+    r = table_scene
+    depth = sensor_depth(r.depth, r.ids, seed=1)
+    d = depth_to_metres(depth, (H, W))
+    intr = as_intrinsics(r.K)
+    masks, roles, plane = segment_rgbd(r.image, d, intr, ClassicalSegmenter().labels(r.image))
+    assert abs(plane[3] - r.plane_cam[3]) < 0.005 and abs(plane[:3] @ r.plane_cam[:3]) > 0.999
+    objs = [m for m, role in zip(masks, roles) if role == "object"]
+    for k in range(1, 7):
+        assert max(_iou(m, r.ids == k) for m in objs) >= 0.6, k
+    sup = [m for m, role in zip(masks, roles) if role == "support"]
+    assert len(sup) == 1 and _iou(sup[0], r.ids == 0) >= 0.9
+    # the 3D attributes of the exact masks: box centre and height within a centimetre
+    scene = describe_scene(r.image, np.stack([r.ids == k for k in range(1, 7)] + [r.ids == 0]))
+    attach_3d(scene, d, intr)
+    assert [g.role for g in scene.regions] == ["object"] * 6 + ["support"]
+    can = scene.regions[4].geometry_3d
+    assert np.linalg.norm(np.asarray(can.centroid_m) - r.centers_cam[4]) < 0.01
+    assert abs(can.height_above_support_m - 0.1) < 0.01 and scene.regions[4].attributes["height_m"] == can.height_above_support_m
+    assert abs(can.distance_m - np.linalg.norm(r.centers_cam[4])) < 0.01
+    rels = {(x.subject, x.predicate, x.object) for x in scene.relations}
+    assert (1, "on_top_of", 0) in rels and (3, "inside", 2) in rels
+
+
+def test_refine_support_relations_by_height():
+    rels = [Relation(1, "on_top_of", 0), Relation(0, "under", 1), Relation(2, "on_top_of", 3), Relation(3, "under", 2)]
+    spans = {0: (0.0, 0.08), 1: (0.078, 0.13), 2: (0.01, 0.04), 3: (0.0, 0.09)}  # 1 rests on 0; 2 sinks into 3: a cup
+    out = {(r.subject, r.predicate, r.object) for r in refine_support_relations(rels, spans)}
+    assert out == {(1, "on_top_of", 0), (0, "under", 1), (2, "inside", 3), (3, "contains", 2)}
+
+
+def test_roles_from_depth_heights():
+    assert roles_from_depth([np.full(50, 0.05), np.zeros(50), np.full(50, -0.3), np.zeros(2)]) == [
+        "object", "support", "background", "object"]
+
+
+def test_perceive_depth_errors_and_holes(table_scene):
+    from gear_edge.pipeline import GearSeg
+
+    r = table_scene
+    gs = GearSeg.from_config("default", {"describe.ocr": False})
+    with pytest.raises(InputError, match="depth and intrinsics go together"):
+        gs.perceive(r.image, depth=r.depth)
+    with pytest.raises(InputError, match="does not match the image size"):
+        gs.perceive(r.image, depth=r.depth[:-1], intrinsics=r.K)
+    with pytest.raises(InputError, match="3x3"):
+        gs.perceive(r.image, depth=r.depth, intrinsics=[1, 2])
+    # holes: a band of NaN across the table and the green can keep their answers; no region gets
+    # a 3D box from NaNs, and an all-hole depth leaves every region without 3D (documented)
+    d = r.depth.copy()
+    d[200:230] = np.nan
+    scene = gs.perceive(r.image, np.stack([r.ids == k for k in range(1, 7)] + [r.ids == 0]), depth=d, intrinsics=r.K)
+    assert scene.support_plane is not None and all(g.geometry_3d is not None for g in scene.regions)
+    assert all(np.isfinite(g.geometry_3d.centroid_m).all() for g in scene.regions)
+    empty = gs.perceive(r.image, np.stack([r.ids == 1]), depth=np.zeros((H, W), np.uint16), intrinsics=r.K)
+    assert empty.support_plane is None and empty.regions[0].geometry_3d is None
+    js = scene.to_json()
+    assert '"geometry_3d"' in js and '"role": "support"' in js
+    ans = gs.ask(scene, "the green object")
+    assert ans.targets == [4] and np.linalg.norm(np.asarray(ans.centroid_3d) - r.centers_cam[4]) < 0.01
+    assert cv2 is not None
