@@ -27,6 +27,7 @@ import numpy as np
 from gear_edge.errors import InputError
 from gear_edge.types import Box3D
 
+REST_ON_PLANE_M = 0.15  # a box whose lowest seen point is this close to the plane stands on it
 MAX_DEPTH_M = 100.0  # float depth above this (metres) is rejected: almost surely millimetres passed as float
 
 
@@ -185,7 +186,9 @@ def oriented_box(points: np.ndarray, plane: tuple[float, float, float, float] | 
 
     With a support ``plane`` the box stands on it: its third axis is the plane normal, its footprint
     is the minimum-area rectangle of the points projected into the plane, and (``extend_to_plane``)
-    it reaches down to the plane, because depth sees only an object's top and front. Without a plane
+    when its lowest point is within ``REST_ON_PLANE_M`` of the plane it reaches down to the plane,
+    because depth sees only the top and front of what stands there (a thing held above the plane,
+    or lying on another object, keeps the extent of its seen points). Without a plane
     the axes are the points' principal components. Extents use the [trim, 1 - trim] quantiles so
     flying pixels at depth edges do not stretch the box.
     """
@@ -199,7 +202,8 @@ def oriented_box(points: np.ndarray, plane: tuple[float, float, float, float] | 
         n_len = float(np.linalg.norm(plane[:3]))
         heights = (p @ np.asarray(plane[:3]) + plane[3]) / n_len
         lo_h, hi_h = np.quantile(heights, [trim, 1 - trim])
-        lo_h = min(0.0, lo_h) if extend_to_plane else lo_h
+        if extend_to_plane and lo_h <= REST_ON_PLANE_M:  # it rests on the plane: reach down to it
+            lo_h = min(0.0, lo_h)
         xy = local[:, :2]
         lo, hi = np.quantile(xy, [trim, 1 - trim], axis=0)
         keep = ((xy >= lo) & (xy <= hi)).all(axis=1)

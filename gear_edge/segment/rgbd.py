@@ -11,8 +11,10 @@ Steps (:func:`segment_rgbd`), all numpy/OpenCV (Open3D is not used: see docs/ARC
 3. **Colour within a cluster**: the colour segmenter's segments split a cluster into touching
    objects of different colours, but a segment the cluster encloses (a printed label, a logo, a
    highlight) or one of the same chromaticity (a differently lit face) stays part of its object.
-4. **Holes and edges** (missing depth, the cut pixels) take the label of the nearest labelled pixel.
-5. Everything left on the plane is the ``support`` region; below / beyond it ``background``.
+4. **Flat objects**: colour segments lying on the plane other than the support's own (a coin, a
+   sheet of paper, anything lower than ``above_m``) are objects too.
+5. **Holes and edges** (missing depth, the cut pixels) take the label of the nearest labelled pixel.
+6. Everything left on the plane is the ``support`` region; below / beyond it ``background``.
 
 :func:`region_geometry` gives any masks (caller masks, SAM2) their :class:`~gear_edge.types.Geometry3D`.
 """
@@ -34,6 +36,7 @@ from gear_edge.errors import InputError
 from gear_edge.types import Geometry3D, Region, Scene
 
 MAX_POINTS = 4000  # points per region used for its 3D box
+FLAT_OBJECT_FRAC = 0.05  # caller masks: an on-plane region smaller than this that colour calls an object stays one
 
 
 @dataclass
@@ -192,6 +195,17 @@ def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntri
             sub = final[win]
             sub[g[0]] = next_id
             next_id += 1
+    # flat things on the support (a coin, a sheet of paper, a pen lower than ``above_m``): colour
+    # segments lying mostly on the plane, other than the support's own segment, are objects too
+    on = final == 0
+    seg_on = np.bincount(colour_labels[on].ravel(), minlength=int(colour_labels.max()) + 1)
+    if seg_on.any():
+        seg_valid = np.bincount(colour_labels[valid].ravel(), minlength=len(seg_on))
+        support_seg = int(np.argmax(seg_on))
+        for c in np.flatnonzero(seg_on >= prm.min_object_px).tolist():
+            if c != support_seg and seg_on[c] >= 0.6 * seg_valid[c] and seg_on[c] < 0.2 * h * w:
+                final[on & (colour_labels == c)] = next_id
+                next_id += 1
     # unknown pixels (holes, cut edges, small clusters): the nearest labelled pixel's label
     unknown = final < 0
     if unknown.any() and (~unknown).any():
@@ -248,10 +262,12 @@ def region_heights(regions: list[Region], depth_m: np.ndarray, intrinsics: Camer
 
 
 def region_geometry(regions: list[Region], depth_m: np.ndarray, intrinsics: CameraIntrinsics,
-                    plane: np.ndarray | None, heights: list[np.ndarray] | None = None) -> list[Geometry3D | None]:
+                    plane: np.ndarray | None, heights: list[np.ndarray] | None = None,
+                    stacked: set[int] | None = None) -> list[Geometry3D | None]:
     """Per region its Geometry3D (None with fewer than 4 valid depth pixels). Objects' boxes stand
-    on the plane (their tops and fronts are all depth sees); the support's and the background's are
-    the principal-axes boxes of their points."""
+    on the plane (their tops and fronts are all depth sees) unless their id is in ``stacked`` (they
+    lie on another object) or they float above it; the support's and the background's are the
+    principal-axes boxes of their points."""
     heights = heights if heights is not None else region_heights(regions, depth_m, intrinsics, plane)
     out: list[Geometry3D | None] = []
     valid = np.isfinite(depth_m)
@@ -261,7 +277,10 @@ def region_geometry(regions: list[Region], depth_m: np.ndarray, intrinsics: Came
         step = max(1, int(np.sqrt(n_valid / MAX_POINTS)))
         pts = backproject(depth_m, intrinsics, m, step=step)
         is_object = r.role == "object"
-        box = oriented_box(pts, tuple(plane) if (plane is not None and is_object) else None) if len(pts) >= 4 else None
+        box = None
+        if len(pts) >= 4:
+            box = oriented_box(pts, tuple(plane) if (plane is not None and is_object) else None,
+                               extend_to_plane=r.id not in (stacked or set()))
         if box is None:
             out.append(None)
             continue
@@ -283,16 +302,21 @@ def attach_3d(scene: Scene, depth_m: np.ndarray, intrinsics: CameraIntrinsics, p
         plane = fit_support_plane(depth_m, intrinsics)
     heights = region_heights(scene.regions, depth_m, intrinsics, plane)
     if plane is not None and roles_from_depth_too:
+        h, w = scene.image_size
         for r, role in zip(scene.regions, roles_from_depth(heights)):
-            r.role = role
-    geos = region_geometry(scene.regions, depth_m, intrinsics, plane, heights)
+            # a small region on the plane that colour calls an object is a flat object (a coin, a sheet)
+            if not (role == "support" and r.role == "object" and r.area < FLAT_OBJECT_FRAC * h * w):
+                r.role = role
+    if plane is not None:
+        scene.support_plane = tuple(float(v) for v in plane)  # type: ignore[assignment]
+        spans = {r.id: (float(np.quantile(h, 0.05)), float(np.quantile(h, 0.95))) for r, h in zip(scene.regions, heights) if len(h) >= 5}
+        scene.relations = refine_support_relations(scene.relations, spans)
+    objects = {r.id for r in scene.regions if r.role == "object"}
+    stacked = {rel.subject for rel in scene.relations if rel.predicate == "on_top_of" and rel.object in objects}
+    geos = region_geometry(scene.regions, depth_m, intrinsics, plane, heights, stacked)
     for r, g in zip(scene.regions, geos):
         r.geometry_3d = g
         if g is not None:
             r.attributes["distance_m"] = g.distance_m
             if g.height_above_support_m is not None:
                 r.attributes["height_m"] = g.height_above_support_m
-    if plane is not None:
-        scene.support_plane = tuple(float(v) for v in plane)  # type: ignore[assignment]
-        spans = {r.id: (float(np.quantile(h, 0.05)), float(np.quantile(h, 0.95))) for r, h in zip(scene.regions, heights) if len(h) >= 5}
-        scene.relations = refine_support_relations(scene.relations, spans)
