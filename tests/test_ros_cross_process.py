@@ -47,8 +47,8 @@ def scene(bg, k: int) -> tuple[SyntheticScene, np.ndarray]:
 def node_process():
     ns = f"/xproc_{uuid.uuid4().hex[:8]}"
     cmd = [sys.executable, "-m", "gear_edge.cli", "ros", "--set", "describe.ocr=false",
-           "--ros-args", "-r", f"__ns:={ns}", "-p", "max_queue:=6", "-p", "track_rate:=15.0",
-           "--params-file", str(ROOT / "ros/params/gear_edge.yaml")]
+           "--ros-args", "--params-file", str(ROOT / "ros/params/gear_edge.yaml"), "-r", f"__ns:={ns}",
+           "-p", "max_queue:=6", "-p", "track_rate:=15.0", "-p", "warmup_llm:=false"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     rclpy.init()
@@ -88,6 +88,7 @@ def test_frames_requests_3d_tracking_and_clean_exit(node_process):
     stats = node_stats(diags)
     assert int(stats["frames"]) - before == 30, stats
     assert stats["state"] == "active" and stats["models_loaded"] == "True"
+    assert int(stats["max_queue"]) == 6  # -p after --params-file wins
     # 2. a burst: every request gets a reply, answered or rejected with a reason
     ids = [client.send_request("the red object", max_frame_age=60) for _ in range(20)]
     assert client.wait_for(lambda: all(i in client.replies for i in ids), 60), "requests lost"

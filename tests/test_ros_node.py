@@ -49,7 +49,8 @@ def ros():
     from rclpy.parameter import Parameter
 
     node = GearSegNode(pipeline=pipeline, parameter_overrides=[Parameter("max_queue", value=4),
-                                                              Parameter("warmup", value=False)])
+                                                              Parameter("warmup", value=False),
+                                                              Parameter("warmup_llm", value=False)])
     ex = MultiThreadedExecutor(num_threads=4)
     ex.add_node(node)
     spin = threading.Thread(target=ex.spin, daemon=True)

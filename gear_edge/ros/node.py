@@ -185,12 +185,22 @@ class GearSegNode(LifecycleNode):
         else:  # older pipelines: touch the lazy components
             for name in ("segmenter", "ocr", "captioner", "deducer"):
                 getattr(gs, name, None)
+        if self._p("warmup_llm"):
+            try:
+                import llama_cpp  # noqa: F401
+            except ImportError:
+                pass
+            else:
+                getattr(gs, "llm", None)  # the local LLM, which program mode otherwise loads at the first purpose query
         if self._p("warmup"):
             img = np.full((480, 640, 3), 150, np.uint8)
             img[180:300, 100:260] = (200, 40, 40)
             img[200:320, 380:500] = (40, 60, 200)
             scene = gs.perceive(img)
-            for q in ("the red object", "the object left of the blue one"):
+            queries = ["the red object", "the object left of the blue one"]
+            if self._p("warmup_llm"):
+                queries.append("something to drink from")  # evaluates the LLM's cached prompt prefix
+            for q in queries:
                 gs.ask(scene, q)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -649,7 +659,7 @@ class GearSegNode(LifecycleNode):
         values = {"state": self._state_name, "models_loaded": loaded, "fps_in": round(fps, 2),
                   "queue": len(self._queue) if self._queue is not None else 0,
                   "latency_p50_ms": round(pct(0.5), 1), "latency_p90_ms": round(pct(0.9), 1),
-                  "tracking": self._track_req is not None, "rejections": json.dumps(self.rejections), **self.stats}
+                  "max_queue": int(self._p("max_queue")), "tracking": self._track_req is not None, "rejections": json.dumps(self.rejections), **self.stats}
         st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg = DiagnosticArray()
         msg.header = Header()

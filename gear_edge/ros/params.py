@@ -34,6 +34,7 @@ PARAMETERS: dict[str, Any] = {
     "track_rate": 10.0,  # Hz
     "track_min_iou": 0.5,
     "track_min_appearance": 0.5,
-    "warmup": True,
+    "warmup": True,  # one warm-up perceive + ask at configure
+    "warmup_llm": True,  # also load the LLM and run one query that uses it
     "diagnostics_period": 1.0,
 }
