@@ -103,7 +103,7 @@ class GearSegNode(LifecycleNode):
         self._tracker = None
         self._track_req: dict | None = None
         self._track_seq = -1
-        self._track_last = 0.0
+        self._track_due = 0.0
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
         self._latencies: deque[float] = deque(maxlen=200)
@@ -601,7 +601,7 @@ class GearSegNode(LifecycleNode):
         result = tr.adopt(rgb, req.query, scene, answer)
         with self._lock:
             self._tracker, self._track_req = tr, {"id": req.id, "query": req.query}
-            self._track_seq, self._track_last = seq, _now()
+            self._track_seq, self._track_due = seq, _now() + 1.0 / float(self._p("track_rate"))  # next tick due
         return {t.region_id: t.track_id for t in result.targets}
 
     def _track_step(self) -> None:
@@ -611,9 +611,12 @@ class GearSegNode(LifecycleNode):
             return
         header, rgb, arrival, seq = latest
         now = _now()
-        if seq == self._track_seq or now - self._track_last < 1.0 / float(self._p("track_rate")):
+        period = 1.0 / float(self._p("track_rate"))
+        if seq == self._track_seq or now < self._track_due:
             return
-        self._track_seq, self._track_last = seq, now
+        # the next tick is due one period after this one was due (not after now), so a 15 Hz camera
+        # and a 10 Hz rate give 10 tracked frames a second, not every second frame (7.5)
+        self._track_seq, self._track_due = seq, max(self._track_due + period, now - period)
         depth, K = self._frame_inputs(header, rgb, arrival)
         kw = {} if depth is None or not self._perceive_takes_depth() else {"depth": depth, "intrinsics": K}
         r = tr.update(rgb, **kw)
