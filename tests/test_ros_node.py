@@ -69,6 +69,18 @@ def ros():
     rclpy.shutdown()
 
 
+def active(node, client):
+    """Configures / activates the node if an earlier test did not, and waits until the client's
+    frame publishers are matched (a frame published before that is not delivered: volatile QoS)."""
+    label = node._state_name
+    if label == "unconfigured":
+        node.trigger_configure()
+    if node._state_name == "inactive":
+        node.trigger_activate()
+    assert wait(lambda: client.image_pub.get_subscription_count() > 0 and client.depth_pub.get_subscription_count() > 0
+                and client.info_pub.get_subscription_count() > 0, 10)
+
+
 def wait(cond, timeout=30.0):
     t0 = time.monotonic()
     while not cond() and time.monotonic() - t0 < timeout:
@@ -78,7 +90,7 @@ def wait(cond, timeout=30.0):
 
 def test_inactive_node_rejects_instead_of_dropping(ros):
     node, client, _ = ros
-    assert client.wait_for_node(20) or client.request_pub.get_subscription_count() > 0
+    assert wait(lambda: client.request_pub.get_subscription_count() > 0, 20)
     r = client.request("the red object", timeout=10)
     assert r["status_name"] == "REJECTED_INACTIVE" and "unconfigured" in r["message"]
     node.trigger_configure()
@@ -89,6 +101,7 @@ def test_inactive_node_rejects_instead_of_dropping(ros):
 
 def test_answer_with_mask_overlay_and_3d(ros):
     node, client, topics = ros
+    active(node, client)
     s = tabletop()
     depth = np.full(s.image.shape[:2], 1500, np.uint16)  # a wall at 1.5 m, the box 1.0 m away
     depth[s.masks["box"]] = 1000
@@ -120,6 +133,7 @@ def test_answer_with_mask_overlay_and_3d(ros):
 @pytest.mark.skipif(Segment is None, reason="gear_edge_msgs not built (bash scripts/build_ros_msgs.sh)")
 def test_action_result_is_typed(ros):
     node, client, _ = ros
+    active(node, client)
     s = tabletop()
     client.publish_frame(s.image)
     assert wait(lambda: node._latest is not None)
@@ -136,6 +150,7 @@ def test_action_result_is_typed(ros):
 
 def test_burst_every_request_answered_or_rejected_and_lifecycle_answers_meanwhile(ros):
     node, client, _ = ros
+    active(node, client)
     s = tabletop()
     client.publish_frame(s.image)
     assert wait(lambda: node._latest is not None)
@@ -162,6 +177,7 @@ def test_burst_every_request_answered_or_rejected_and_lifecycle_answers_meanwhil
 
 def test_old_frames_and_malformed_messages(ros):
     node, client, _ = ros
+    active(node, client)
     s = tabletop()
     client.publish_frame(s.image)
     assert wait(lambda: node._latest is not None)
@@ -184,6 +200,7 @@ def test_old_frames_and_malformed_messages(ros):
 
 def test_tracked_request_follows_the_target(ros):
     node, client, _ = ros
+    active(node, client)
     from tests.scenes import SyntheticScene, background, disk, rect
 
     bg = background(480, 640)
@@ -217,9 +234,10 @@ def test_tracked_request_follows_the_target(ros):
 
 def test_deactivate_forgets_frames_and_rejects(ros):
     node, client, _ = ros
+    active(node, client)
     node.trigger_deactivate()
     r = client.request("the red object", timeout=10)
     assert r["status_name"] == "REJECTED_INACTIVE"
-    node.trigger_activate()
+    active(node, client)
     r = client.request("the red object", timeout=10)
     assert r["status_name"] == "REJECTED_NO_FRAME"  # never the frame from before deactivation
