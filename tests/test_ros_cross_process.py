@@ -32,15 +32,26 @@ K = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])
 H, W = 480, 640
 
 
+def plane_depth(rows: np.ndarray, height: float = 0.5, pitch_deg: float = 30.0) -> np.ndarray:
+    """Depth (m) of a table plane ``height`` below a camera pitched down by ``pitch_deg``, per row."""
+    a = np.deg2rad(pitch_deg)
+    y = (rows - K[1, 2]) / K[1, 1]
+    with np.errstate(divide="ignore"):
+        t = height / (np.cos(a) * y + np.sin(a))
+    return np.where(t > 0, np.minimum(t, 6.0), 6.0)
+
+
 def scene(bg, k: int) -> tuple[SyntheticScene, np.ndarray]:
+    """A red box and a blue ball standing on a table (their fronts at the plane's depth at their
+    bottom rows); depth uint16 mm."""
     s = SyntheticScene(bg.copy())
     x = 100 + 10 * k
     s.paste("box", rect(H, W, x, 180, x + 120, 290), (205, 30, 30), seed=7 + k)
     s.paste("ball", disk(H, W, 520, 330, 45), (30, 70, 215), seed=9 + k)
-    depth = np.full((H, W), 1800, np.uint16)
-    depth[s.masks["ball"]] = 1300
-    depth[s.masks["box"]] = 1000
-    return s, depth
+    depth_m = np.repeat(plane_depth(np.arange(H, dtype=np.float64))[:, None], W, axis=1)
+    depth_m[s.masks["ball"]] = plane_depth(np.array([375.0]))[0]
+    depth_m[s.masks["box"]] = plane_depth(np.array([290.0]))[0]
+    return s, np.round(depth_m * 1000).astype(np.uint16)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +110,8 @@ def test_frames_requests_3d_tracking_and_clean_exit(node_process):
     # 3. the answer's 3D centroid, in the camera frame
     ok = next(r for r in replies if r["status_name"] == "OK")
     ys, xs = np.nonzero(s0.masks["box"])
-    truth = np.array([((xs - K[0, 2]) / K[0, 0]).mean(), ((ys - K[1, 2]) / K[1, 1]).mean(), 1.0])
+    z = d0[s0.masks["box"]].astype(np.float64) / 1000
+    truth = np.array([((xs - K[0, 2]) / K[0, 0] * z).mean(), ((ys - K[1, 2]) / K[1, 1] * z).mean(), z.mean()])
     assert np.linalg.norm(np.array(ok["targets"][0]["centroid_3d"]) - truth) < 0.01
     assert client.wait_for(lambda: bool(points), 5) and points[-1].header.frame_id == ok["frame"]["frame_id"]
     # 4. tracking: the moving box keeps its track id
@@ -119,7 +131,7 @@ def test_frames_requests_3d_tracking_and_clean_exit(node_process):
         truth_mask = stamps[(m["frame"]["stamp"]["sec"], m["frame"]["stamp"]["nanosec"])]
         assert [t["track_id"] for t in m["targets"]] == [tid]
         assert gm.iou([m["mask"]], [gm.encode(truth_mask)])[0, 0] >= 0.8
-        assert m["targets"][0]["centroid_3d"] is not None and abs(m["targets"][0]["centroid_3d"][2] - 1.0) < 0.01
+        assert m["targets"][0]["centroid_3d"] is not None and abs(m["targets"][0]["centroid_3d"][2] - z.mean()) < 0.01
     # 5. SIGTERM: exit 0, no traceback
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
