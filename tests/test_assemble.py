@@ -163,3 +163,33 @@ def test_given_components_are_used_and_unknown_ones_rejected():
 
         engine_settings(load_config("default"), "lidar")
     assert set(COMPONENTS) == {"segmenter", "ocr", "captioner", "embedder", "llm", "deducer"}
+
+
+def test_export_subcommands_without_the_export_package_name_what_to_install():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'export' or name.startswith('export.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'export'\", name='export')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from gear_edge.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    for args in (["export", "sam2", "--random-init", "--out", "x"], ["build-engine", "m.onnx"]):
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert "needs the export tools" in r.stderr and "pip install 'gear-edge[export]'" in r.stderr, r.stderr
+
+
+def test_the_wheel_ships_the_export_tools():
+    from pathlib import Path
+
+    import tomllib
+
+    cfg = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "export" in cfg["tool"]["scikit-build"]["wheel"]["packages"]
+    assert any(d.startswith("onnx") for d in cfg["project"]["optional-dependencies"]["dev"])
