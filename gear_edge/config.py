@@ -162,6 +162,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "describe": {
         "ocr": Key(bool, True),
         "captioner": Key(str, "", doc="directory of an exported captioner; empty = none"),
+        "captions": Key(str, "on_demand", choices=("on_demand", "all"),
+                        doc="on_demand: caption only the regions a query still considers after its exact filters "
+                            "(cached per scene); all: caption every region during perceive"),
         "k_neighbours": Key(int, 4, 0, 256, doc="nearest regions each region is related to"),
         "max_regions_text": Key(int, 40, 1, 10_000),
     },

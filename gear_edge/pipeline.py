@@ -116,6 +116,7 @@ class GearSeg:
             captioner=self.captioner,
             k_neighbours=int(self.config.get("describe", "k_neighbours")),
             roles=roles,
+            captions=self.config.get("describe", "captions"),
         )
         if depth_m is not None:
             from gear_edge.segment.rgbd import attach_3d
@@ -139,7 +140,12 @@ class GearSeg:
             answer = finish_answer(scene, query, [], [NO_CRITERION], str(self.config.get("deduce", "mode")))
             answer.timings["ask"] = (time.perf_counter() - t0) * 1e3
             return answer
+        captioned = scene.meta.get("captions", {}).get("captioned", 0)
+        if not getattr(self.deducer, "captions_on_demand", False):
+            scene.captions()  # a deducer that reads every region's line needs every caption
         answer = self.deducer.deduce(scene, query)
+        if scene.caption_source is not None:  # regions this query had captioned (0: cached, or none read)
+            answer.meta["captioned_regions"] = scene.meta.get("captions", {}).get("captioned", 0) - captioned
         if answer.centroid_3d is None:  # where the targets are, for a robot (None without depth)
             answer.centroid_3d, answer.box_3d = targets_3d(scene, answer.targets)
         answer.timings["ask"] = (time.perf_counter() - t0) * 1e3

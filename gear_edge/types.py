@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from gear_edge.errors import InputError
 
@@ -190,11 +190,31 @@ class Scene:
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     support_plane: tuple[float, float, float, float] | None = None
+    # computes missing captions on request (gear_edge.describe.captions.CaptionCache); not serialised
+    caption_source: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ids = [r.id for r in self.regions]
         if len(set(ids)) != len(ids):
             raise InputError(f"scene region ids must be unique, got {ids}")
+
+    def captions(self, ids: Sequence[int] | None = None) -> dict[int, str | None]:
+        """``{id: caption}`` of regions ``ids`` (all when None). With a ``caption_source`` the regions
+        without a caption are captioned now (once; the caption stays on the Region) and
+        ``timings["describe.captions"]`` / ``meta["captions"]`` count what it did."""
+        if ids is None:
+            regs = list(self.regions)
+        else:
+            by_id = {r.id: r for r in self.regions}
+            missing = [i for i in ids if i not in by_id]
+            if missing:
+                raise InputError(f"no region with id(s) {missing} in this scene (ids: {sorted(by_id)})")
+            regs = [by_id[i] for i in ids]
+        src = self.caption_source
+        if src is not None and src.fill(regs):
+            self.timings["describe.captions"] = src.ms
+            self.meta["captions"] = src.stats()
+        return {r.id: r.caption for r in regs}
 
     def region(self, rid: int) -> Region:
         for r in self.regions:

@@ -59,8 +59,10 @@ threads = 1
 def _check_scene(scene: dict) -> None:
     regions = scene["regions"]
     assert len(regions) == 12, len(regions)
+    captioned = [r for r in regions if r["caption"] is not None]
+    assert len(captioned) == scene["meta"]["captions"]["captioned"] > 0
     for r in regions:
-        assert isinstance(r["caption"], str) and r["caption"].strip(), f"region {r['id']} has no caption"
+        assert r["caption"] is None or isinstance(r["caption"], str) and r["caption"].strip(), r["caption"]
         assert r["rle"]["size"] == scene["image_size"] and r["area"] > 0
     for stage in ("segment", "describe.geometry", "describe.ocr", "describe.captions", "perceive"):
         assert scene["timings"][stage] > 0, stage
@@ -103,8 +105,12 @@ def test_demo_runs_every_stage_on_its_engine(profile, tmp_path, mode, capsys):
         chain = " | ".join(s["text"] for s in answers[1]["steps"])
         assert "LLM (" in chain and "caption/text similarity" in chain, chain
         assert answers[1]["completion_tokens"] > 0
+        # captions on demand: the exact query read none, the purpose query its candidates'
+        assert answers[0]["meta"]["captioned_regions"] == 0 and answers[1]["meta"]["captioned_regions"] > 0
     else:
         assert all(a["prompt_tokens"] > 0 and a["completion_tokens"] > 0 for a in answers)
+        assert [a["meta"]["captioned_regions"] for a in answers] == [12, 0]  # the LLM reads every line
+    assert scene["meta"]["captions"]["calls"] == 1 and scene["meta"]["captions"]["ms"] == scene["timings"]["describe.captions"]
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["demo_coffee.q0.png", "demo_coffee.q1.png"]
 
 

@@ -184,6 +184,7 @@ class DataEngine:
         image = read_image(path)
         t0 = time.perf_counter()
         scene = self.pipeline.perceive(image)
+        scene.captions()  # the writers read every region's caption (computes them when captions are on demand)
         t1 = time.perf_counter()
         rng = random.Random(f"{self.settings.seed}:{file_name}")
         cands: list[Candidate] = []

@@ -55,14 +55,19 @@ def describe_scene(
     captioner: RegionCaptioner | None = None,
     k_neighbours: int = 4,
     roles: Sequence[str] | None = None,
+    captions: str = "all",
 ) -> Scene:
     """Builds a Scene: exact attributes + relations + roles always; OCR text and captions when given.
 
     ``masks``: RLE dicts, bool ``[N, H, W]`` or Regions (ids, scores kept). ``roles``: one per region
     (e.g. from depth); None = :func:`gear_edge.describe.roles.assign_roles` from masks and colour.
     Timings (ms) per part go into ``scene.timings`` as ``describe.geometry`` / ``describe.roles`` /
-    ``describe.ocr`` / ``describe.captions``.
+    ``describe.ocr`` / ``describe.captions``. ``captions``: "all" captions every region now;
+    "on_demand" attaches a :class:`~gear_edge.describe.captions.CaptionCache` instead, and
+    ``scene.captions(ids)`` captions regions when a deducer first reads them.
     """
+    if captions not in ("all", "on_demand"):
+        raise InputError(f"captions must be 'all' or 'on_demand', got {captions!r}")
     image = check_image(image)
     h, w = image.shape[:2]
     regions = _as_regions((h, w), masks)
@@ -95,10 +100,11 @@ def describe_scene(
         timings["describe.ocr"] = (time.perf_counter() - t0) * 1e3
         for r, t in zip(regions, texts):
             r.text = list(t)
-    if captioner is not None and regions:
-        t0 = time.perf_counter()
-        captions = captioner.caption(image, [r.rle for r in regions])
-        timings["describe.captions"] = (time.perf_counter() - t0) * 1e3
-        for r, c in zip(regions, captions):
-            r.caption = c
-    return Scene(image_size=(h, w), regions=regions, relations=relations, timings=timings)
+    scene = Scene(image_size=(h, w), regions=regions, relations=relations, timings=timings)
+    if captioner is not None:
+        from gear_edge.describe.captions import CaptionCache
+
+        scene.caption_source = CaptionCache(image, captioner)
+        if captions == "all":
+            scene.captions()
+    return scene

@@ -40,6 +40,7 @@ class ProgramDeducer:
     """
 
     mode = "program"
+    captions_on_demand = True  # the executor asks the scene for the captions it reads (Scene.captions)
 
     def __init__(
         self,

@@ -100,8 +100,14 @@ class SceneView(SceneIndex):
     def __init__(self, scene: Scene) -> None:
         super().__init__(scene)
         self.diag = math.hypot(self.w, self.h)
-        self.has_captions = any(region_texts(r)[0] is not None for r in scene.regions)
+        self.scene = scene
+        self.has_captions = scene.caption_source is not None or any(region_texts(r)[0] is not None for r in scene.regions)
         self.has_text = any(region_texts(r)[1] is not None for r in scene.regions)
+
+    def need_captions(self, ids: Sequence[int]) -> None:
+        """Captions of ``ids`` are about to be read: compute the missing ones (captions on demand)."""
+        if self.scene.caption_source is not None:
+            self.scene.captions(ids)
 
     def gap(self, i: int, j: int) -> float:
         ax, ay, aw, ah = self.bbox(i)
@@ -365,6 +371,7 @@ class Executor:
         hits = [i for i in before if text_matches(f.text, read[i])]
         source = "text read on it"
         if not hits and not f.negated:
+            view.need_captions(before)
             caps = {i: region_texts(view.regions[i])[0] or "" for i in before}
             hits = [i for i in before if _norm_text(f.text) and f" {_norm_text(f.text)} " in f" {_norm_text(caps[i])} "]
             source = "its caption" if hits else source
@@ -387,6 +394,7 @@ class Executor:
             return
         shape = _shape_noun(f)
         role = _role_word(f)
+        view.need_captions(before)
         regions = [view.regions[i] for i in before]
         ns = self.matcher.score(regions, f.phrase, f.alternatives, f.head)
         lexical_only = not self.matcher.semantic
