@@ -47,6 +47,7 @@ class TrackedTarget:
     bbox: tuple[float, float, float, float]  # XYWH pixels
     iou_with_prediction: float = 1.0
     appearance: float = 1.0
+    centroid_3d: tuple[float, float, float] | None = None  # camera optical frame, metres (with depth)
     _ratio: np.ndarray | None = field(default=None, repr=False)  # appearance model (see Tracker._model)
     _fg: np.ndarray | None = field(default=None, repr=False)
 
@@ -151,12 +152,13 @@ class Tracker:
             if iou < self.min_iou or sim < self.min_appearance:
                 failed = f"target {t.track_id} lost (IoU with prediction {iou:.2f}, appearance {sim:.2f})"
                 break
-            t2 = TrackedTarget(t.track_id, t.region_id, mask, _bbox(mask), iou, sim, t._ratio, t._fg)
+            t2 = TrackedTarget(t.track_id, t.region_id, mask, _bbox(mask), iou, sim, _ratio=t._ratio, _fg=t._fg)
             self._adapt_model(t2, hsv)
             new.append(t2)
         if failed:
             return self._deduce(image, perceive_kwargs, reason=failed, keep_ids=True,
                                 prediction=[self._predict(self._prev_grey, grey, t.mask) for t in self.targets])
+        self._measure_3d(new, perceive_kwargs)
         self.targets, self._prev_grey = new, grey
         self.frame += 1
         self._since_deduce += 1
@@ -191,6 +193,10 @@ class Tracker:
                 if keep_ids and old:
                     self.stats["id_changes"] += 1
             new.append(t)
+        for t in new:
+            geo = getattr(scene.region(t.region_id), "geometry_3d", None)
+            if geo is not None:
+                t.centroid_3d = tuple(float(v) for v in geo.centroid_m)
         self.targets = new
         self._prev_grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         self.frame += 1
@@ -198,6 +204,21 @@ class Tracker:
         self.stats["deduced"] += 1
         timings = {**scene.timings, **answer.timings, "track": (time.perf_counter() - t0) * 1e3 if t0 else 0.0}
         return TrackResult(self.frame, "deduced", list(new), answer, timings, reason)
+
+    @staticmethod
+    def _measure_3d(targets: list[TrackedTarget], kw: dict) -> None:
+        """Each target's 3D centroid (trimmed mean of its back-projected depth pixels) when the frame
+        came with ``depth`` and ``intrinsics`` (as ``perceive`` takes them)."""
+        if kw.get("depth") is None or kw.get("intrinsics") is None:
+            return
+        from gear_edge.camera import as_intrinsics, backproject, depth_to_metres, robust_centroid
+
+        depth = depth_to_metres(kw["depth"], targets[0].mask.shape if targets else None, scale=kw.get("depth_scale"))
+        k = as_intrinsics(kw["intrinsics"])
+        for t in targets:
+            pts = backproject(depth, k, t.mask)
+            if len(pts):
+                t.centroid_3d = tuple(float(v) for v in robust_centroid(pts))
 
     def _predict(self, prev: np.ndarray, grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """The previous mask moved by the LK flow of its features (bool [H, W])."""

@@ -17,7 +17,7 @@ pytest.importorskip("llama_cpp", reason="the default deducer needs llama-cpp-pyt
 
 from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 from geometry_msgs.msg import PointStamped  # noqa: E402
 
@@ -50,7 +50,8 @@ def ros():
 
     node = GearSegNode(pipeline=pipeline, parameter_overrides=[Parameter("max_queue", value=4),
                                                               Parameter("warmup", value=False),
-                                                              Parameter("warmup_llm", value=False)])
+                                                              Parameter("warmup_llm", value=False),
+                                                              Parameter("publish_cloud", value=True)])
     ex = MultiThreadedExecutor(num_threads=4)
     ex.add_node(node)
     spin = threading.Thread(target=ex.spin, daemon=True)
@@ -61,7 +62,8 @@ def ros():
     overlays = client.subscribe(Image, "overlay")
     points = client.subscribe(PointStamped, "target_point")
     markers = client.subscribe(MarkerArray, "target_markers")
-    yield node, client, {"mask": masks, "overlay": overlays, "point": points, "markers": markers}
+    clouds = client.subscribe(PointCloud2, "target_points")
+    yield node, client, {"mask": masks, "overlay": overlays, "point": points, "markers": markers, "cloud": clouds}
     GatedGearSeg.gate.set()
     client.close()
     ex.shutdown(timeout_sec=2)
@@ -122,6 +124,10 @@ def test_answer_with_mask_overlay_and_3d(ros):
     assert pt.header.frame_id == "cam_optical" and abs(pt.point.z - 1.0) < 0.01
     cube = [m for m in topics["markers"][-1].markers if m.type == m.CUBE][0]
     assert abs(cube.pose.position.z - 1.0) < 0.02 and cube.header.frame_id == "cam_optical"
+    cloud = topics["cloud"][-1]
+    xyz = np.frombuffer(bytes(cloud.data), np.float32).reshape(-1, 3)
+    assert cloud.header.frame_id == "cam_optical" and cloud.point_step == 12 and len(xyz) > 100
+    assert np.allclose(xyz[:, 2], 1.0, atol=0.005)  # the box's points, in metres
     mask = np.frombuffer(bytes(topics["mask"][-1].data), np.uint8).reshape(480, 640) > 0
     assert (mask & s.masks["box"]).sum() / (mask | s.masks["box"]).sum() >= 0.9
     # a second query on the same frame reuses the perception
@@ -137,7 +143,7 @@ def test_action_result_is_typed(ros):
     s = tabletop()
     client.publish_frame(s.image)
     assert wait(lambda: node._latest is not None)
-    res = client.segment("the blue round object", timeout=30)
+    res = client.segment("the blue round object", max_frame_age=30, timeout=30)
     assert res.status == Status.OK and res.header.frame_id
     (t,) = res.targets
     x, y, w, h = t.box_xywh
@@ -196,6 +202,10 @@ def test_old_frames_and_malformed_messages(ros):
     comp.publish(empty)
     assert wait(lambda: node.stats["dropped"] == dropped + 2, 10)
     assert client.request("the red object", max_frame_age=30, timeout=30)["status_name"] == "OK"  # still serving
+    client.publish_frame(s.image, depth=np.full((240, 320), 1000, np.uint16), K=K)  # depth not registered
+    time.sleep(0.3)
+    r = client.request("the red object", max_frame_age=30, timeout=30)
+    assert r["status_name"] == "ERROR" and "depth size 240x320" in r["message"], r
 
 
 def test_tracked_request_follows_the_target(ros):

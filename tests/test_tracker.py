@@ -78,3 +78,18 @@ def test_bad_input(gs, bg):
         tr.update(np.zeros((240, 320, 3), np.uint8))
     with pytest.raises(InputError, match="min_iou"):
         Tracker(gs, min_iou=1.5)
+
+
+def test_tracked_targets_get_a_3d_centroid_from_depth(gs, bg):
+    k = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])
+    tr = Tracker(gs)
+    s = frame(bg, 0)
+    tr.start(s.image, "the red object on the left")
+    s = frame(bg, 1)
+    depth = np.full((H, W), 1.2, np.float32)
+    depth[s.masks["box"]] = 0.9
+    r = tr.update(s.image, depth=depth, intrinsics=k)
+    assert r.mode == "tracked"
+    ys, xs = np.nonzero(s.masks["box"])
+    truth = np.array([((xs - 319.5) / 600 * 0.9).mean(), ((ys - 239.5) / 600 * 0.9).mean(), 0.9])
+    assert np.linalg.norm(np.array(r.targets[0].centroid_3d) - truth) < 0.005

@@ -418,7 +418,13 @@ class GearSegNode(LifecycleNode):
             except Exception as exc:  # noqa: BLE001
                 self.stats["errors"] += 1
                 self.get_logger().error(f"tracking failed: {exc!r}")
+                with self._lock:
+                    treq = self._track_req
                 self._stop_tracking_locked("error")
+                if treq is not None and self._pubs:  # tell the client that tracking ended, and why
+                    self._pubs["tracked"].publish(String(data=json.dumps(
+                        {"request_id": treq["id"], "query": treq["query"], "mode": "stopped",
+                         "reason": f"tracking failed: {exc}", "targets": []})))
 
     def _depth_pending(self, header, arrival: float) -> bool:
         """True while a live depth stream's frame for this colour frame may still be on its way
@@ -475,6 +481,11 @@ class GearSegNode(LifecycleNode):
                 self.stats["perceived"] += 1
                 timings.update(self._scene.timings)
             scene = self._scene
+        except GearEdgeError as exc:  # a bad frame (depth, CameraInfo) never stops the node
+            self.stats["errors"] += 1
+            req.finish(Status.ERROR, f"cannot perceive the frame: {exc}")
+            return
+        try:
             self._feedback(req, "deducing")
             answer = self.pipeline.ask(scene, req.query)
         except GearEdgeError as exc:  # a bad query or input never stops the node
