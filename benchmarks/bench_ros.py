@@ -262,8 +262,11 @@ def frames_lost(reliability: str, n: int) -> dict:
         frames = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(4)]
         publish_at(client, [frames[k % 4] for k in range(n)], 15.0)
         time.sleep(2.0)
-        got = int(node_stats(diags)["frames"]) - before
-        return {"qos": reliability, "sent": n, "received": got, "lost": n - got, **node.stop()}
+        st = node_stats(diags)
+        got = int(st["frames"]) - before
+        return {"qos": reliability, "sent": n, "received": got, "lost": n - got,
+                "arrival_delay_p50_ms": float(st["input_delay_p50_ms"]), "arrival_delay_max_ms": float(st["input_delay_max_ms"]),
+                **node.stop()}
     finally:
         client.close()
         if node.proc.poll() is None:

@@ -108,9 +108,11 @@ class GearSegNode(LifecycleNode):
         self._pubs: dict[str, Any] = {}
         self._latencies: deque[float] = deque(maxlen=200)
         self._frame_times: deque[float] = deque(maxlen=100)
+        self._delays: deque[float] = deque(maxlen=300)  # ms from a colour frame's stamp to its arrival
         self.stats: dict[str, int] = {"frames": 0, "dropped": 0, "depth_frames": 0, "requests": 0, "answered": 0,
                                       "rejected": 0, "perceived": 0, "errors": 0, "tracked_frames": 0, "rededuced": 0}
         self.rejections: dict[str, int] = {}
+        self._stats_lock = threading.Lock()  # counters are bumped from executor threads and the worker
         # always there, in every lifecycle state, so that no request goes unanswered
         p = self._p
         rq = QoSProfile(depth=int(p("request_qos_depth")), reliability=ReliabilityPolicy.RELIABLE,
@@ -130,6 +132,10 @@ class GearSegNode(LifecycleNode):
         self._diag_pub = self.create_publisher(DiagnosticArray, p("diagnostics_topic"), 10)
         self._diag_timer = self.create_timer(max(0.05, float(p("diagnostics_period"))), self._publish_diagnostics,
                                              callback_group=self._cb_timers)
+
+    def _inc(self, key: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self.stats[key] += n
 
     def _p(self, name: str):
         return self.get_parameter(name).value
@@ -233,8 +239,7 @@ class GearSegNode(LifecycleNode):
             self._worker.join(timeout=120.0)
         self._worker = None
         if self._queue is not None:
-            n = self._queue.reject_all(Status.REJECTED_INACTIVE, reason)
-            self.stats["rejected"] += n
+            self._queue.reject_all(Status.REJECTED_INACTIVE, reason)  # each reply is counted by _count
         self._stop_tracking_locked(f"tracking stopped: {reason}")
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -278,17 +283,20 @@ class GearSegNode(LifecycleNode):
 
     def _store(self, header, rgb: np.ndarray) -> None:
         now = _now()
+        delay = time.time() - stamp_seconds(header.stamp)  # transport delay (same clock on one host)
         with self._lock:  # one slot: a burst of frames replaces it, nothing queues
             self._frame_seq += 1
             self._latest = (header, rgb, now, self._frame_seq)
-            self.stats["frames"] += 1
+            self._inc("frames")
             self._frame_times.append(now)
+            if -1.0 < delay < 60.0:
+                self._delays.append(delay * 1e3)
 
     def _on_image(self, msg: Image) -> None:
         try:
             rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         except InputError as exc:
-            self.stats["dropped"] += 1
+            self._inc("dropped", 1)
             self.get_logger().warning(f"dropped image message: {exc}")
             return
         self._store(msg.header, rgb)
@@ -297,7 +305,7 @@ class GearSegNode(LifecycleNode):
         try:
             rgb = compressed_to_rgb(msg.format, msg.data)
         except InputError as exc:
-            self.stats["dropped"] += 1
+            self._inc("dropped", 1)
             self.get_logger().warning(f"dropped compressed image message: {exc}")
             return
         self._store(msg.header, rgb)
@@ -306,10 +314,10 @@ class GearSegNode(LifecycleNode):
         try:
             depth = depth_image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
         except InputError as exc:
-            self.stats["dropped"] += 1
+            self._inc("dropped", 1)
             self.get_logger().warning(f"dropped depth message: {exc}")
             return
-        self.stats["depth_frames"] += 1
+        self._inc("depth_frames", 1)
         self._last_depth = _now()
         self._sync.add_depth(stamp_seconds(msg.header.stamp), depth)
 
@@ -333,7 +341,7 @@ class GearSegNode(LifecycleNode):
         self._submit(req, error)
 
     def _submit(self, req: Request, error: str | None) -> None:
-        self.stats["requests"] += 1
+        self._inc("requests", 1)
         if error is not None:
             req.finish(Status.REJECTED_BAD_QUERY, error)
         elif not req.query.strip():
@@ -346,10 +354,11 @@ class GearSegNode(LifecycleNode):
 
     def _count(self, status: Status) -> None:
         if status in (Status.OK, Status.NO_TARGET):
-            self.stats["answered"] += 1
+            self._inc("answered", 1)
         else:
-            self.stats["rejected"] += 1
-            self.rejections[status.name] = self.rejections.get(status.name, 0) + 1
+            self._inc("rejected", 1)
+            with self._stats_lock:
+                self.rejections[status.name] = self.rejections.get(status.name, 0) + 1
 
     def _reply_topic(self, req: Request, status: Status, message: str, payload: dict) -> None:
         self._count(status)
@@ -409,14 +418,14 @@ class GearSegNode(LifecycleNode):
                 try:
                     self._handle(req)
                 except Exception as exc:  # noqa: BLE001 - never lose a request, never kill the worker
-                    self.stats["errors"] += 1
+                    self._inc("errors", 1)
                     self.get_logger().error(f"request {req.id} failed: {exc!r}")
                     req.finish(Status.ERROR, f"internal error: {exc!r}")
                 continue
             try:
                 self._track_step()
             except Exception as exc:  # noqa: BLE001
-                self.stats["errors"] += 1
+                self._inc("errors", 1)
                 self.get_logger().error(f"tracking failed: {exc!r}")
                 with self._lock:
                     treq = self._track_req
@@ -426,18 +435,19 @@ class GearSegNode(LifecycleNode):
                         {"request_id": treq["id"], "query": treq["query"], "mode": "stopped",
                          "reason": f"tracking failed: {exc}", "targets": []})))
 
-    def _depth_pending(self, header, arrival: float) -> bool:
-        """True while a live depth stream's frame for this colour frame may still be on its way
-        (depth and colour come on separate subscriptions; wait up to ``sync_slop`` + 100 ms)."""
-        live = _now() - self._last_depth < 1.0
-        if not live or _now() - arrival > float(self._p("sync_slop")) + 0.1:
+    def _depth_pending(self, header) -> bool:
+        """True while a live depth stream (a depth frame within the last second) has not delivered
+        the depth frame for this colour frame (they come on separate subscriptions)."""
+        if _now() - self._last_depth > 1.0:
             return False
         return self._sync.match(stamp_seconds(header.stamp), None).depth is None
 
-    def _frame_inputs(self, header, rgb, arrival: float | None = None):
-        """(depth metres or None, CameraIntrinsics or None) synced to the colour frame."""
-        if arrival is not None:
-            while self._depth_pending(header, arrival) and not self._stop.is_set():
+    def _frame_inputs(self, header, rgb, wait: bool = False):
+        """(depth metres or None, CameraIntrinsics or None) synced to the colour frame; with ``wait``,
+        waits up to ``depth_wait`` seconds for a live depth stream's matching frame."""
+        if wait:
+            deadline = _now() + float(self._p("depth_wait"))
+            while self._depth_pending(header) and _now() < deadline and not self._stop.is_set():
                 time.sleep(0.005)
         synced = self._sync.match(stamp_seconds(header.stamp), None)
         if synced.depth is None or synced.info is None:
@@ -472,24 +482,26 @@ class GearSegNode(LifecycleNode):
             return
         timings: dict[str, float] = {"queue": (t_start - req.received) * 1e3}
         try:
-            depth, K = self._frame_inputs(header, rgb, arrival)
+            depth, K = self._frame_inputs(header, rgb, wait=True)
+            no_depth_note = "" if depth is not None or _now() - self._last_depth > 1.0 else \
+                f"no depth frame matched this colour frame within depth_wait ({self._p('depth_wait')} s): answered without 3D"
             key = (seq, depth is not None)
             self._feedback(req, "perceiving")
             if self._scene is None or self._scene_key != key:
                 kw = {} if depth is None or not self._perceive_takes_depth() else {"depth": depth, "intrinsics": K}
                 self._scene, self._scene_key = self.pipeline.perceive(rgb, **kw), key
-                self.stats["perceived"] += 1
+                self._inc("perceived", 1)
                 timings.update(self._scene.timings)
             scene = self._scene
         except GearEdgeError as exc:  # a bad frame (depth, CameraInfo) never stops the node
-            self.stats["errors"] += 1
+            self._inc("errors", 1)
             req.finish(Status.ERROR, f"cannot perceive the frame: {exc}")
             return
         try:
             self._feedback(req, "deducing")
             answer = self.pipeline.ask(scene, req.query)
         except GearEdgeError as exc:  # a bad query or input never stops the node
-            self.stats["errors"] += 1
+            self._inc("errors", 1)
             req.finish(Status.REJECTED_BAD_QUERY if isinstance(exc, InputError) else Status.ERROR, str(exc))
             return
         timings.update(answer.timings)
@@ -505,7 +517,8 @@ class GearSegNode(LifecycleNode):
         timings["total"] = (_now() - req.received) * 1e3
         self._latencies.append(timings["total"])
         status = Status.OK if answer.targets else Status.NO_TARGET
-        message = "" if answer.targets else "nothing in the frame matches the query"
+        message = "; ".join(m for m in ("" if answer.targets else "nothing in the frame matches the query",
+                                         no_depth_note) if m)
         req.finish(status, message, self._payload(header, answer, targets, mask, timings))
 
     def _perceive_takes_depth(self) -> bool:
@@ -628,12 +641,12 @@ class GearSegNode(LifecycleNode):
         # the next tick is due one period after this one was due (not after now), so a 15 Hz camera
         # and a 10 Hz rate give 10 tracked frames a second, not every second frame (7.5)
         self._track_seq, self._track_due = seq, max(self._track_due + period, now - period)
-        depth, K = self._frame_inputs(header, rgb, arrival)
+        depth, K = self._frame_inputs(header, rgb, wait=True)
         kw = {} if depth is None or not self._perceive_takes_depth() else {"depth": depth, "intrinsics": K}
         r = tr.update(rgb, **kw)
-        self.stats["tracked_frames"] += 1
+        self._inc("tracked_frames", 1)
         if r.mode == "deduced":
-            self.stats["rededuced"] += 1
+            self._inc("rededuced", 1)
         regions = {t.region_id: None for t in r.targets}
         if r.answer is not None:
             self._scene = None  # the tracker perceived this frame itself
@@ -660,6 +673,7 @@ class GearSegNode(LifecycleNode):
         with self._lock:
             times = [t for t in self._frame_times if now - t <= 2.0]
             lat = sorted(self._latencies)
+            delays = sorted(self._delays)
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         st = DiagnosticStatus()
         st.name, st.hardware_id = f"{self.get_name()}: gear_edge", "gear_edge"
@@ -673,6 +687,8 @@ class GearSegNode(LifecycleNode):
         values = {"state": self._state_name, "models_loaded": loaded, "fps_in": round(fps, 2),
                   "queue": len(self._queue) if self._queue is not None else 0,
                   "latency_p50_ms": round(pct(0.5), 1), "latency_p90_ms": round(pct(0.9), 1),
+                  "input_delay_p50_ms": round(delays[len(delays) // 2], 1) if delays else 0.0,
+                  "input_delay_max_ms": round(delays[-1], 1) if delays else 0.0,
                   "max_queue": int(self._p("max_queue")), "tracking": self._track_req is not None, "rejections": json.dumps(self.rejections), **self.stats}
         st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg = DiagnosticArray()

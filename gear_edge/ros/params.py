@@ -30,6 +30,7 @@ PARAMETERS: dict[str, Any] = {
     "max_queue": 16,
     "max_frame_age": 1.0,  # seconds since the frame arrived
     "sync_slop": 0.05,  # seconds between colour and depth stamps
+    "depth_wait": 0.5,  # seconds to wait for a live depth stream's frame matching the colour frame
     "depth_scale": 0.001,  # metres per unit of 16UC1 depth
     "track_rate": 10.0,  # Hz
     "track_min_iou": 0.5,
