@@ -129,7 +129,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "segment": {"kind": Key(str, "classical", choices=("classical", "sam2"))},
     "segment.classical": {
         "work_side": Key(int, 384, 16, 8192, doc="px, longer side of the image the graph is built on"),
-        "scale": Key(float, 200.0, 0.0, 1e6, lo_open=True, doc="Felzenszwalb scale"),
+        "scale": Key(float, 100.0, 0.0, 1e6, lo_open=True, doc="Felzenszwalb scale"),
         "sigma": Key(float, 0.8, 0.0, 100.0, doc="Felzenszwalb Gaussian sigma (px of the work image)"),
         "merge_threshold": Key(float, 12.0, 0.0, 1000.0, doc="Lab distance below which neighbours merge"),
         "min_area_frac": Key(float, 0.001, 0.0, 0.5, doc="smallest region kept, fraction of the image"),

@@ -29,8 +29,9 @@ overlaps B's own pixels (layered masks) or fills the hole of B it lies in (A hid
 on a box, anything on the table); A is ``inside`` B when that hole also shows what is behind B
 (support or background seen through a ring's hole, another region's uncovered pixels). A on the
 support is always ``on_top_of`` it. A region touching B along its own bottom quarter, above B, is
-``on_top_of`` B too. With depth, :func:`refine_support_relations` decides the same pairs by height:
-A is ``inside`` B when A reaches below B's top (a container opening), else ``on_top_of``.
+``on_top_of`` B too. With depth, :func:`refine_support_relations` re-decides the same pairs where
+heights are clear: all of A above B's top is ``on_top_of``; A reaching well below B's top (into a
+container's opening) is ``inside``.
 Directional, colour and size relations are only emitted between a region and its ``k_neighbours``
 nearest regions (by bbox gap); containment, touching, on-top-of, overlap and occlusion are emitted
 for every pair where they hold.
@@ -62,7 +63,7 @@ COLOUR_SAMPLES = 512  # at most this many pixels per region are colour-named
 WORK_SIDE = 256  # pairwise relations are decided on masks sampled to at most this side
 INSIDE_FRAC = 0.9  # A within B's outline when this fraction of A lies in B (holes of B filled)
 ON_TOP_FILL = 0.7  # ... and on top of B (not inside) when A covers this much of the holes of B it lies in
-SINK_M = 0.006  # with depth: A inside B when its low points (5th percentile) are this far below B's top (95th)
+SINK_M = 0.02  # with depth: A on B's face is inside B when its low points (5th percentile) are this far below B's top (95th)
 OCCLUDE_HULL_FRAC = 0.5  # A occludes B when this fraction of A lies in B's convex hull ...
 OCCLUDE_WRAP_FRAC = 0.3  # ... and B occupies this fraction of the ring just outside A
 
@@ -375,16 +376,20 @@ def _within(works: list[_Work], i: int, j: int, roles: Sequence[str] | None) -> 
 
 
 def refine_support_relations(relations: list[Relation], spans: dict[int, tuple[float, float]]) -> list[Relation]:
-    """Re-decides on_top_of / inside pairs by height: ``spans`` maps a region id to the (low, high)
-    heights (m) of its points above the support plane (5th / 95th percentile). A pair stays as the
-    masks said when either region has no span. Inverses (under / contains) follow."""
+    """Re-decides on_top_of / inside pairs by height where the heights are clear: ``spans`` maps a
+    region id to the (low, high) heights (m) of its points above the support plane (5th / 95th
+    percentile). A pair the masks call ``inside`` becomes ``on_top_of`` when all of A is above B's
+    top (``low_A >= high_B``); one they call ``on_top_of`` becomes ``inside`` when A reaches clearly
+    below B's top (``low_A < high_B - SINK_M``: the contents of a cup). Nothing rests inside the
+    support or anything flat. Pairs without spans stay; inverses (under / contains) follow."""
     decided: dict[tuple[int, int], str] = {}
     for r in relations:
         if r.predicate in ("on_top_of", "inside") and r.subject in spans and r.object in spans:
-            lo_a = spans[r.subject][0]
-            hi_b = spans[r.object][1]
+            lo_a, hi_b = spans[r.subject][0], spans[r.object][1]
             if hi_b <= 0.01:  # the support (or anything flat): things rest on it
                 decided[(r.subject, r.object)] = "on_top_of"
+            elif r.predicate == "inside":
+                decided[(r.subject, r.object)] = "on_top_of" if lo_a >= hi_b else "inside"
             else:
                 decided[(r.subject, r.object)] = "inside" if lo_a < hi_b - SINK_M else "on_top_of"
     if not decided:

@@ -32,6 +32,9 @@ from gear_edge.errors import MissingDependencyError
 from gear_edge.types import Region
 
 
+TEXT_EDGE_FRAC = 0.06  # a region with this fraction of edge pixels inside carries print (a label's letters)
+
+
 @dataclass
 class ClassicalSegmenter:
     """Felzenszwalb + RAG merge + whole-object merging. Sizes are relative to the image.
@@ -43,7 +46,7 @@ class ClassicalSegmenter:
     """
 
     work_side: int = 384
-    scale: float = 200.0
+    scale: float = 100.0
     sigma: float = 0.8
     merge_threshold: float = 12.0
     min_area_frac: float = 0.001
@@ -53,7 +56,7 @@ class ClassicalSegmenter:
     tiny_frac: float = 0.0006  # fragments below this fraction of the image join a neighbour
     small_frac: float = 0.004  # enclosed regions below this join their encloser (logos, highlights)
     enclosed_share: float = 0.85  # boundary share with one neighbour that makes a region enclosed
-    support_de: float = 16.0  # colour distance of a support fragment
+    support_de: float = 10.0  # colour distance of a support fragment
 
     def labels(self, image: np.ndarray) -> np.ndarray:
         """int32 [H, W] label image at the input resolution (labels 0..K-1, unordered)."""
@@ -202,7 +205,7 @@ def _adjacency(lab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, small_frac: float,
-                       enclosed_share: float, support_de: float, face_chroma: float = 0.025) -> np.ndarray:
+                       enclosed_share: float, support_de: float, face_chroma: float = 0.035) -> np.ndarray:
     """int32 label map with the merges of the module docstring applied (``image``: uint8 RGB at the
     label map's size)."""
     lab = np.unique(lab, return_inverse=True)[1].reshape(lab.shape).astype(np.int64)
@@ -217,6 +220,10 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
     area = np.bincount(flat, minlength=n).astype(np.float64)
     sums = np.stack([np.bincount(flat, weights=labc[:, c], minlength=n) for c in range(3)], 1)
     csum = np.stack([np.bincount(flat, weights=chrom[:, c], minlength=n) for c in range(2)], 1)
+    # text evidence: edge pixels inside a region (printed letters), from one Canny of the image
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    edges = cv2.Canny(grey, 80, 200) > 0
+    edge_in = np.bincount(flat[edges.ravel()], minlength=n).astype(np.float64)  # minus outlines below
     B, border = _adjacency(lab, n)
     B = B.astype(np.float64)
     border = border.astype(np.float64)
@@ -231,6 +238,7 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
         sums[j] += sums[i]
         csum[j] += csum[i]
         letters[j] += letters[i]
+        edge_in[j] += edge_in[i]
         B[j] += B[i]
         B[:, j] += B[:, i]
         B[j, j] = 0
@@ -259,24 +267,6 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
         if cdist(i, j) > 25.0:  # a high-contrast speck: a letter's stroke, a printed mark
             letters[j] += 1
         merge(i, j)
-    # 2. enclosed regions into their encloser: labels (carry letters) and small things
-    changed = True
-    while changed:
-        changed = False
-        for i in np.argsort(area, kind="stable"):
-            i = int(i)
-            if not alive[i]:
-                continue
-            perim = B[i].sum() + border[i]
-            if perim <= 0 or border[i] > 0:
-                continue
-            j = int(np.argmax(B[i]))
-            if B[i, j] < enclosed_share * perim or area[i] >= 0.35 * area[j] or border[j] > 0:
-                continue  # (the support, on the image border, encloses objects: they stay)
-            highlight = chroma_d(i, j) <= 0.03 and area[i] < small_frac * hw
-            if letters[i] >= 2 or highlight:
-                merge(i, j)
-                changed = True
     # 2b. faces of one object: neighbours of one saturated chromaticity (lit top, shaded side)
     grey = np.array([1 / 3, 1 / 3])
     changed = True
@@ -301,6 +291,32 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
                 if B[i, j] >= 0.1 * perim and same:
                     merge(j, i)
                     changed = True
+    on_b = np.flatnonzero(alive & (border > 0))
+    s0 = int(on_b[np.argmax(area[on_b])]) if len(on_b) else -1  # the provisional support
+    # 2. enclosed regions into their encloser: labels (carry letters) and small things
+    changed = True
+    while changed:
+        changed = False
+        for i in np.argsort(area, kind="stable"):
+            i = int(i)
+            if not alive[i]:
+                continue
+            perim = B[i].sum() + border[i]
+            if perim <= 0 or border[i] > 0:
+                continue
+            j = int(np.argmax(B[i]))
+            inside_edges = edge_in[i] - 0.5 * perim  # Canny marks about one pixel per outline pair
+            printed = inside_edges >= TEXT_EDGE_FRAC * area[i] and inside_edges >= 12  # letters inside it
+            if printed and B[i, s0] < 0.15 * perim and j != s0 and border[j] == 0:
+                merge(i, j)  # a label on an object (its faces may still be apart): into the longest neighbour
+                changed = True
+                continue
+            if B[i, j] < enclosed_share * perim or area[i] >= 1.5 * area[j] or border[j] > 0:
+                continue  # (the support, on the image border, encloses objects: they stay)
+            highlight = chroma_d(i, j) <= 0.03 and area[i] < small_frac * hw and area[i] < 0.35 * area[j]
+            if letters[i] >= 2 or highlight or printed:
+                merge(i, j)
+                changed = True
     def elongated(i: int) -> bool:
         return (B[i].sum() + border[i]) ** 2 >= 40.0 * area[i]  # perimeter^2 / area: a disc is 4 pi
 
@@ -369,5 +385,26 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
         if np.array_equal(nxt, root):
             break
         root = nxt
-    out = np.unique(root, return_inverse=True)[1][flat]
+    out = root[flat]
+    # 4. cast shadows grown into an object: its pixels of the support's chromaticity, darker than
+    # the support, go back to the support (objects whose own chromaticity differs from it)
+    if on_border and alive[s]:
+        cs = csum[s] / max(area[s], 1)
+        ls = mean(s)[0]
+        pix_c = cv2.blur(chrom.reshape(lab.shape + (2,)).astype(np.float32), (3, 3)).reshape(-1, 2)
+        d_s = np.hypot(*(pix_c - cs).T)
+        for i in np.flatnonzero(alive):
+            i = int(i)
+            if i == s or B[i, s] <= 0:
+                continue
+            ci = csum[i] / max(area[i], 1)
+            if np.hypot(*(ci - cs)) < 0.08:
+                continue
+            px = out == i
+            d_i = np.hypot(*(pix_c[px] - ci).T)
+            back = (d_s[px] < 0.035) & (d_s[px] < 0.5 * d_i) & (labc[px, 0] < ls)
+            if back.sum() >= 0.05 * px.sum():
+                idx = np.flatnonzero(px)[back]
+                out[idx] = s
+    out = np.unique(out, return_inverse=True)[1]
     return out.reshape(lab.shape).astype(np.int32)

@@ -9,8 +9,9 @@ Steps (:func:`segment_rgbd`), all numpy/OpenCV (Open3D is not used: see docs/ARC
    jump between neighbouring pixels), form connected clusters; a cluster whose footprint lies off
    the support (a wall, a person) or that rises higher than ``max_height_m`` is background.
 3. **Colour within a cluster**: the colour segmenter's segments split a cluster into touching
-   objects of different colours, but a segment the cluster encloses (a printed label, a logo, a
-   highlight) or one of the same chromaticity (a differently lit face) stays part of its object.
+   objects of different colours, but a segment the cluster encloses and that is flush with its
+   surround (a printed label, a logo, a highlight) or one of the same chromaticity (a differently
+   lit face) stays part of its object.
 4. **Flat objects**: colour segments lying on the plane other than the support's own (a coin, a
    sheet of paper, anything lower than ``above_m``) are objects too.
 5. **Holes and edges** (missing depth, the cut pixels) take the label of the nearest labelled pixel.
@@ -50,6 +51,7 @@ class RgbdParams:
     min_object_px: int = 150
     chroma_merge: float = 0.035  # rg-chromaticity distance under which two segments of a cluster are one object
     enclosed_frac: float = 0.8  # a segment is enclosed when the cluster's other pixels hold this much of its ring
+    flush_m: float = 0.01  # ... and merges into its surround when their median heights differ less than this
 
 
 def fit_support_plane(depth_m: np.ndarray, intrinsics: CameraIntrinsics, *, step: int = 4,
@@ -178,11 +180,16 @@ def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntri
             if groups:
                 touching = [g for g in groups if (ring & g[0]).any()]
                 same = [g for g in touching if np.hypot(*(g[2] - ch)) <= prm.chroma_merge]
-                if cnt < prm.min_object_px or inner >= prm.enclosed_frac:
+                if same:  # a differently lit face of the same object
+                    target = max(same, key=lambda g: (ring & g[0]).sum())
+                elif cnt < prm.min_object_px or inner >= prm.enclosed_frac:
                     pool = touching or groups
                     target = max(pool, key=lambda g: (ring & g[0]).sum())
-                elif same:
-                    target = max(same, key=lambda g: g[1])
+                    # an enclosed piece flush with its surround is print on it; one standing higher
+                    # or sunk lower is a thing of its own (a ball in a ring's hole, a cup's contents)
+                    hw_ = hgt[win]
+                    if cnt >= prm.min_object_px and abs(float(np.nanmedian(hw_[pm])) - float(np.nanmedian(hw_[ring & target[0]]))) > prm.flush_m:
+                        target = None
             if target is None:
                 groups.append([pm.copy(), cnt, ch])
             else:
