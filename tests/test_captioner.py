@@ -8,7 +8,7 @@ paths are run with EOS set to a token the model does emit. Faulty KV-cache wirin
 break the parity (the comparison has the power to catch them).
 
 fp16 / int8 copies are checked against fp32 with tolerances (``export.captioner_onnx.TOLERANCE``)
-and their token agreement with fp32 is reported, not required. Without torch / transformers / onnx
+and their generated-token agreement with fp32 must reach ``MIN_TOKEN_AGREEMENT``. Without torch / transformers / onnx
 the export tests skip; set GEAR_EDGE_TEST_CAPTIONER_DIR to a pre-exported tiny model to run the
 runtime-only tests without them.
 """
@@ -362,6 +362,10 @@ def test_runtime_imports_no_torch(tiny_dir, image):
 # ---- precision variants ----------------------------------------------------------------------
 
 
+# generated tokens (column 0, the decoder start token, excluded) equal to fp32's greedy ids
+MIN_TOKEN_AGREEMENT = {"fp16": 0.95, "int8": 0.5, "tensorrt-fp16": 0.95}
+
+
 @pytest.fixture(scope="session")
 def variants(exported, tmp_path_factory):
     from export.captioner_onnx import check_derived, derive_precision
@@ -405,9 +409,15 @@ def test_fp16_and_int8_variants_load_and_caption(variants, exported, image, prec
     pixels, ids, mask = _inputs(fp32, image, boxes)
     a, b = cap.generate_ids(pixels, ids, mask), fp32.generate_ids(pixels, ids, mask)
     width = min(a.shape[1], b.shape[1])
-    agreement = float((a[:, :width] == b[:, :width]).mean())
+    agreement = float((a[:, 1:width] == b[:, 1:width]).mean())  # column 0 is the decoder start token
+    first = float((a[:, 1] == b[:, 1]).mean())
     record_property(f"{precision}_caption_token_agreement", agreement)
-    assert (a[:, 0] == b[:, 0]).all()
+    print(f"{precision} vs fp32 generated-token agreement {agreement:.3f}, first token {first:.3f}")
+    # measured on this tiny random model: fp16 1.000 (first token 1.0), int8 0.700 (first token 0.8);
+    # a wrong conversion (bad scales, a swapped weight) gives near-chance agreement (~1/vocab)
+    assert agreement >= MIN_TOKEN_AGREEMENT[precision], (precision, agreement)
+    assert first >= MIN_TOKEN_AGREEMENT[precision], (precision, first)
+    assert ver["tokens_vs_fp32"]["token_agreement"] >= MIN_TOKEN_AGREEMENT[precision], ver["tokens_vs_fp32"]
 
 
 # ---- integrity and bad inputs ------------------------------------------------------------------
@@ -551,6 +561,7 @@ def test_tensorrt_build(tiny_dir, tmp_path, image):
     pixels, ids, mask = _inputs(ort_cap, image, boxes)
     a, b = trt_cap.generate_ids(pixels, ids, mask), ort_cap.generate_ids(pixels, ids, mask)
     width = min(a.shape[1], b.shape[1])
-    print(f"TensorRT fp16 vs ORT fp32 token agreement: {float((a[:, :width] == b[:, :width]).mean()):.3f}")
-    assert (a[:, 0] == b[:, 0]).all()
+    agreement = float((a[:, 1:width] == b[:, 1:width]).mean())  # column 0 is the decoder start token
+    print(f"TensorRT fp16 vs ORT fp32 generated-token agreement: {agreement:.3f}")
+    assert (a[:, 0] == b[:, 0]).all() and agreement >= MIN_TOKEN_AGREEMENT["tensorrt-fp16"], agreement
     assert len(trt_cap.caption(image, boxes)) == 8
