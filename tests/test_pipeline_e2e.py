@@ -1,6 +1,8 @@
 """GearSeg end to end on the default profile: real segmenter, real describe, real LLM deducer.
 
 Scenes are synthetic with exact masks (tests/scenes.py); the answer's mask must match the truth.
+Most queries are parsed without the LLM; ``test_the_llm_is_called_*`` asks ones that need it and
+checks that the real SmolLM2 GGUF ran (tokens evaluated and generated, its step in the chain).
 """
 
 from __future__ import annotations
@@ -113,3 +115,27 @@ def test_callers_masks_skip_the_segmenter(gs):
     assert scene.meta["segmenter"] == "caller" and len(scene.regions) == 3
     answer = gs.ask(scene, "the red object")
     assert answer.targets == [1]
+
+
+def _llm_calls(gs) -> int:
+    return sum(gs.llm.stats[k] for k in ("hits", "misses", "live"))
+
+
+def test_the_llm_is_called_in_program_mode(gs, table_scene):
+    _, scene = table_scene
+    before = _llm_calls(gs)
+    answer = gs.ask(scene, "something to drink coffee from")  # a use, not a word the parser knows
+    assert _llm_calls(gs) == before + 1, "the query did not reach the LLM"
+    assert answer.prompt_tokens > 0 and answer.completion_tokens > 0
+    assert any(st.text.startswith("LLM (") for st in answer.steps), [st.text for st in answer.steps]
+    assert set(answer.targets) <= set(scene.ids)
+
+
+def test_the_llm_is_called_in_direct_mode(gs, table_scene):
+    s, scene = table_scene
+    direct = GearSeg.from_config("default", {"describe.ocr": "false", "deduce.mode": "direct"}, llm=gs.llm)
+    before = _llm_calls(gs)
+    answer = direct.ask(scene, "the red object")
+    assert _llm_calls(gs) > before and answer.mode == "direct"
+    assert answer.prompt_tokens > 100 and answer.completion_tokens > 0
+    assert set(answer.targets) <= set(scene.ids)  # SmolLM2-135M's choice is reported, not scored here
