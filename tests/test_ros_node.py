@@ -251,3 +251,12 @@ def test_deactivate_forgets_frames_and_rejects(ros):
     active(node, client)
     r = client.request("the red object", timeout=10)
     assert r["status_name"] == "REJECTED_NO_FRAME"  # never the frame from before deactivation
+
+
+def test_shutdown_transition_stops_everything(ros):  # last: the node is finalized afterwards
+    node, client, _ = ros
+    active(node, client)
+    node.trigger_shutdown()
+    assert node.shutdown_requested.is_set() and node._worker is None and node.pipeline is None
+    r = client.request("the red object", timeout=10)
+    assert r["status_name"] == "REJECTED_INACTIVE" and "finalized" in r["message"]
