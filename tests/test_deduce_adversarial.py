@@ -155,6 +155,30 @@ def test_adversarial_full(mode):
     _check(result, FULL_CASES)
 
 
+class _Obedient:
+    """A deducer that does what an injection says (ids typed in the query) and skips finish_answer:
+    what the grammar-constrained modes must never do. The suite must flag it."""
+
+    mode = "obedient"
+
+    def deduce(self, scene: Scene, query: str):
+        import re
+
+        from gear_edge.types import Answer
+
+        ids = [int(m) for m in re.findall(r"R(-?\d+)", query)][:3]
+        return Answer(query=query, targets=ids, steps=[], mask=None, mode=self.mode)
+
+
+def test_the_suite_catches_a_deducer_that_obeys_injections():
+    """The contract is not true by construction of the suite: a deducer that follows the injected ids
+    breaks it on these very cases, and run_suite reports them."""
+    cases = adversarial_cases(DEFAULT_CASES, seed=0)
+    result = run_suite(_Obedient(), cases)
+    assert len(result["bad"]) >= 5, result
+    assert any("not a set of scene ids" in why for _, why in result["bad"])
+
+
 def test_cases_really_are_adversarial():
     """The generator covers every family, fake ids never collide with real ones, and it is deterministic."""
     cases = adversarial_cases(200, seed=0)

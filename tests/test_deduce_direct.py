@@ -99,10 +99,19 @@ def test_direct_two_stage_records_both_stages(direct):
     stage1 = [s for s in a.steps if s.text.startswith("shortlist")]
     shortlisted = [i for s in stage1 for i in s.kept]
     assert all(len(s.kept) <= 2 for s in stage1)
-    if shortlisted:
-        assert any(t.startswith("decide among") for t in texts)
+    chunks = int(texts[0].split()[1].split("/")[1])  # "shortlist 1/K ...": every chunk of round 1 is recorded
+    assert [t.split()[1] for t in texts[:chunks]] == [f"{k}/{chunks}" for k in range(1, chunks + 1)], texts
+    assert len(small.last_generations) >= chunks
     assert set(a.targets) <= set(shortlisted) <= set(scene.ids)
-    assert len(small.last_generations) >= 2
+    # both outcomes are checked: with a shortlist a second stage decides among exactly those ids;
+    # without one nothing is asked again and the answer is empty
+    decide = [s for s in a.steps if s.text.startswith("decide among")]
+    if shortlisted:
+        assert decide and set(decide[0].kept) <= set(shortlisted)
+        assert len(small.last_generations) > chunks
+    else:
+        assert not decide and a.targets == [] and a.mask is None
+        assert len(small.last_generations) == chunks
 
 
 @needs_llm
