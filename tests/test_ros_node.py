@@ -148,7 +148,9 @@ def test_action_result_is_typed(ros):
     (t,) = res.targets
     x, y, w, h = t.box_xywh
     ys, xs = np.nonzero(s.masks["ball"])
-    assert abs(x - xs.min()) <= 2 and abs(y - ys.min()) <= 2 and t.has_3d is False
+    tx0, ty0, tx1, ty1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+    inter = max(0, min(x + w, tx1) - max(x, tx0)) * max(0, min(y + h, ty1) - max(y, ty0))
+    assert inter / (w * h + (tx1 - tx0) * (ty1 - ty0) - inter) >= 0.8 and t.has_3d is False  # box IoU
     assert t.mask.height == 480 and t.mask.encoding == "mono8" and res.steps and "total" in res.timing_names
     res = client.segment("   ", timeout=10)
     assert res.status == Status.REJECTED_BAD_QUERY and "empty" in res.message
