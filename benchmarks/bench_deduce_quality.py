@@ -5,6 +5,7 @@ is compared as an exact set of region ids (a region too many or too few is wrong
 same queries:
 
 * ``program_llm_off``: program mode without an LLM (``llm=None``);
+* ``program_default``: what the product runs (``llm="auto"``: the default SmolLM2-135M is not asked);
 * ``program_llm_on``: program mode with the default GGUF (skipped with a reason when llama-cpp-python
   or the model is missing);
 * ``program_llm_random``: program mode whose LLM answers with random object words (the control: an
@@ -122,7 +123,7 @@ class RandomWordsLLM:
     def chat_parts(self, system, scene, query, examples=()):
         return [system], [query]
 
-    def generate(self, scene_key, prefix, suffix, grammar, max_tokens, temperature=0.0):
+    def generate(self, scene_key, prefix, suffix, grammar, max_tokens, temperature=0.0, budget_s=None):
         from gear_edge.deduce.llm import Generation
 
         text = " ".join(getattr(s, "text", s) for s in suffix)
@@ -190,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     variants: dict[str, list[dict]] = {}
     skipped: dict[str, str] = {}
     variants["program_llm_off"] = run_variant(ProgramDeducer(llm=None, threads=args.threads), todo)
-    variants["program_llm_random"] = run_variant(ProgramDeducer(llm=RandomWordsLLM(), threads=args.threads), todo)
+    variants["program_default"] = run_variant(ProgramDeducer(llm="auto", threads=args.threads), todo)
+    variants["program_llm_random"] = run_variant(
+        ProgramDeducer(llm=RandomWordsLLM(), llm_use="always", threads=args.threads), todo)
     llm = None
     load_s = None
     if not args.no_llm or args.direct:
@@ -203,13 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # a missing llama-cpp-python / model is reported, not fatal
             skipped["program_llm_on"] = skipped["direct"] = f"{type(exc).__name__}: {exc}"
     if llm is not None and not args.no_llm:
-        variants["program_llm_on"] = run_variant(ProgramDeducer(llm=llm, threads=args.threads), todo)
+        variants["program_llm_on"] = run_variant(ProgramDeducer(llm=llm, llm_use="always", threads=args.threads), todo)
     if llm is not None and args.direct:
         from gear_edge.deduce.direct import DirectDeducer
 
         step = max(1, args.direct_limit)
         variants["direct"] = run_variant(DirectDeducer(llm), todo[::step])
-    reach_from = variants.get("program_llm_on") or variants["program_llm_random"]
+    # the subset that reaches the LLM: queries whose program leaves a phrase to it and whose own
+    # words find nothing (the only ones it is asked about); the same for every LLM variant
+    reach_from = variants["program_llm_random"]
     subset = {k for k, r in enumerate(reach_from) if r["reached_llm"]}
     summary = {k: summarize(v, subset if k.startswith("program") else None) for k, v in variants.items()}
     result = {

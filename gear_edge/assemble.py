@@ -253,9 +253,13 @@ class Assembly:
 
         # the LLM loads only when a query needs it (most are parsed without it), but a configured GGUF
         # that is not there (or fails its check) is a configuration error now, not mid-mission
-        self._user_llm()
+        model, _ = self._user_llm()
+        # deduce.program_llm "auto": the default SmolLM2-135M is not asked (measured not to help)
         return ProgramDeducer(llm=self._optional("llm"), embedder=self._optional("embedder"),
-                              threads=int(cfg.get("runtime", "threads")))
+                              threads=int(cfg.get("runtime", "threads")),
+                              llm_use=str(cfg.get("deduce", "program_llm")),
+                              llm_budget_s=int(cfg.get("deduce", "llm_budget_ms")) / 1e3,
+                              default_model=model is None)
 
     def _user_llm(self) -> tuple[Path | None, dict[str, Any]]:
         """``deduce.model`` checked before use (``deduce.model_sha256``, the manifest next to it, or

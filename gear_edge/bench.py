@@ -86,10 +86,38 @@ def _mean_or_none(values: list[float]) -> float | None:
     return float(np.mean(finite)) if finite else None  # None (JSON null) when no query reached the LLM
 
 
+LLM_BENCH_PHRASE = "something to open a jar with"
+
+
+def llm_timings(gs) -> dict:
+    """The deducer LLM's load time, one program-mode call on a new phrase and the same phrase again
+    (served from the object-name cache); ``skipped`` says why when no LLM can load."""
+    from gear_edge.deduce.program.fill import ObjectFiller
+
+    t0 = time.perf_counter()
+    try:
+        llm = gs.llm
+    except Exception as exc:  # llama-cpp-python or the GGUF missing: reported, not fatal
+        return {"skipped": f"{type(exc).__name__}: {exc}"}
+    load_ms = (time.perf_counter() - t0) * 1e3
+    filler = ObjectFiller(llm)
+    budget_ms = int(gs.config.get("deduce", "llm_budget_ms", 8000))
+    new = filler.fill(LLM_BENCH_PHRASE)  # unbounded here, so the time is measured whole; compared below
+    t1 = time.perf_counter()
+    cached = filler.fill(LLM_BENCH_PHRASE)
+    cached_ms = (time.perf_counter() - t1) * 1e3
+    return {"load_ms": load_ms, "phrase": LLM_BENCH_PHRASE, "new_phrase_ms": new.ms,
+            "new_phrase_completion_tokens": new.completion_tokens, "llm_budget_ms": budget_ms,
+            "new_phrase_over_budget": new.ms > budget_ms,
+            "new_phrase_words": list(new.words), "cached_ms": cached_ms, "cached": cached.cached,
+            "program_llm": gs.config.get("deduce", "program_llm", "auto")}
+
+
 def run_pipeline_bench(config: str, overrides: dict, images: list[str], queries: list[str], iterations: int, warmup: int) -> dict:
     from gear_edge.pipeline import GearSeg
 
     gs = GearSeg.from_config(config, overrides)
+    llm = llm_timings(gs)  # first: the load is measured cold
     stages: dict[str, list[float]] = {}
     loop = {"perceive": [], "ask_cold": [], "ask_warm": [], "segment_total": []}
     tokens = {"cold_prompt_tokens_evaluated": [], "warm_prompt_tokens_evaluated": []}
@@ -133,6 +161,7 @@ def run_pipeline_bench(config: str, overrides: dict, images: list[str], queries:
         "stages": {k: _pct(v) for k, v in stages.items()},
         "tokens": {k: _mean_or_none(v) for k, v in tokens.items()},
         "model_hashes": _model_hashes(gs),
+        "llm": llm,
         "peak_rss_mb": _peak_rss_mb(),
     }
 
@@ -228,5 +257,8 @@ def cli(args: argparse.Namespace) -> int:
     for k, v in loop.items():
         if v:
             print(f"{k:15s} p50 {v['p50_ms']:9.1f} ms   p90 {v['p90_ms']:9.1f} ms")
+    llm = result["pipeline"]["llm"]
+    if "load_ms" in llm:
+        print(f"LLM load {llm['load_ms']:.0f} ms; new phrase {llm['new_phrase_ms']:.0f} ms; cached {llm['cached_ms']:.2f} ms")
     print(f"peak RSS {result['pipeline']['peak_rss_mb']:.0f} MB; wrote {path}" + (f" and {png}" if png else ""))
     return 0

@@ -176,6 +176,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "n_ctx": Key(int, 2048, 256, 131_072, doc="LLM context, tokens"),
         "seed": Key(int, 0, 0, 2**32 - 1),
         "max_cached_scenes": Key(int, 4, 0, 1024, doc="scene prefixes whose KV state is kept"),
+        "program_llm": Key(str, "auto", choices=("auto", "always", "never"),
+                           doc="program mode asks the LLM to name objects: auto = a configured deduce.model, never "
+                               "the default SmolLM2-135M (measured not to help)"),
+        "llm_budget_ms": Key(int, 8000, 50, 600_000, doc="time one program-mode LLM call may take, ms"),
     },
 }
 # [engines.<model>]: per-model-family overrides of [engines] (gear_edge.engines.factory.MODELS), same keys;

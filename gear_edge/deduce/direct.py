@@ -90,6 +90,13 @@ class DirectDeducer:
                 targets = []
         if steps:
             steps[-1] = LogicStep(steps[-1].text, list(dict.fromkeys(targets)))
+        # the chain quotes the scene's own facts for each chosen region (not the model's paraphrase)
+        by_id = {r.id: r for r in scene.regions}
+        for t in dict.fromkeys(targets):
+            if t in by_id:
+                steps.append(LogicStep(f"scene says {region_line(scene, by_id[t])}", [t]))
+        if not targets:
+            steps.append(LogicStep("answer: nothing in the scene fits", []))
         gens = self.last_generations
         timings = {
             "deduce_ms": (time.perf_counter() - t0) * 1e3,

@@ -59,7 +59,8 @@ class Generation:
 
     ``cache`` says how the prefix was obtained: ``"off"`` (no scene key: evaluated, not kept),
     ``"miss"`` (evaluated and stored), ``"restored"`` (KV state loaded from the cache) or ``"live"``
-    (the context still held it). ``stop`` is ``"eog"`` (end of turn) or ``"length"`` (max_tokens).
+    (the context still held it). ``stop`` is ``"eog"`` (end of turn), ``"length"`` (max_tokens) or ``"time"``
+    (the call's ``budget_s`` ran out).
     """
 
     text: str
@@ -357,12 +358,14 @@ class LocalLLM:
         grammar: str | None,
         max_tokens: int,
         temperature: float = 0.0,
+        budget_s: float | None = None,
     ) -> Generation:
         """Completes ``prefix + suffix`` (at most ``max_tokens`` tokens, under the GBNF ``grammar``).
 
         ``scene_key`` names the prefix for the cache (None: evaluate it and keep nothing). A cached
         state is used only when its prefix tokens equal this prefix's, so a reused key with new text
-        is evaluated afresh. InputError when prompt + ``max_tokens`` exceed ``n_ctx``.
+        is evaluated afresh. InputError when prompt + ``max_tokens`` exceed ``n_ctx``. ``budget_s``:
+        decoding stops (``stop="time"``) once this many seconds have passed since the call began.
         """
         t0 = time.perf_counter()
         if max_tokens < 1:
@@ -385,7 +388,7 @@ class LocalLLM:
         t2 = time.perf_counter()
         self.llama.eval(suf)
         t3 = time.perf_counter()
-        out, stop = self._decode(grammar, max_tokens, temperature)
+        out, stop = self._decode(grammar, max_tokens, temperature, None if budget_s is None else t0 + budget_s)
         t4 = time.perf_counter()
         return Generation(
             text=self.detokenize(out),
@@ -453,7 +456,8 @@ class LocalLLM:
         self.llama.reset()
         self.llama._ctx.kv_cache_clear()
 
-    def _decode(self, grammar: str | None, max_tokens: int, temperature: float) -> tuple[list[int], str]:
+    def _decode(self, grammar: str | None, max_tokens: int, temperature: float,
+                deadline: float | None = None) -> tuple[list[int], str]:
         lc, llama = self._lc, self.llama
         llama.set_seed(self.seed)
         g = lc.LlamaGrammar.from_string(grammar, verbose=False) if grammar is not None else None
@@ -469,6 +473,9 @@ class LocalLLM:
                 break
             out.append(int(tok))
             if len(out) >= max_tokens:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                stop = "time"
                 break
         gen.close()
         return out, stop

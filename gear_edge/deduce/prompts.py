@@ -31,18 +31,26 @@ SHORTLIST_SYSTEM = (
 )
 
 # Few-shot turns (user, assistant) for the direct mode. Kept short: every token is paid once per scene.
+# Their ids (R9xx) never occur in a real scene's grammar and their words (a kettle, a violet hat, a
+# towel) are not scene words, so copying an example can only produce an invalid id (refused by the
+# grammar) rather than a plausible wrong answer; the second example answers "nothing".
 DIRECT_EXAMPLES: tuple[tuple[str, str], ...] = (
     (
         SCENE_HEADER
-        + "R1: large grey rectangular object, centre\n"
-        + "R2: small red round object, top-left; on top of R1\n"
-        + "R3: small blue object, right; text \"EXIT\"\n"
-        + "Question: the red ball",
-        '{"steps": ["red and round: R2"], "targets": ["R2"]}',
+        + "R901: large white round object, centre; caption \"a kettle\"\n"
+        + "R902: small violet object, top-right; caption \"a hat\"\n"
+        + "R903: medium cyan elongated object, left; text \"SPA\"\n"
+        + "Question: bring me the hat",
+        '{"steps": ["R902 caption is a hat"], "targets": ["R902"]}',
+    ),
+    (
+        SCENE_HEADER
+        + "R911: medium beige square object, bottom-left; caption \"a towel\"\n"
+        + "R912: tiny olive round object, top\n"
+        + "Question: the kettle",
+        '{"steps": ["no region is a kettle"], "targets": []}',
     ),
 )
-
-
 def direct_system(max_steps: int) -> str:
     return DIRECT_SYSTEM.format(max_steps=max_steps)
 

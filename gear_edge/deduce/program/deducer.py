@@ -7,6 +7,12 @@ grammar; the program is then executed exactly on the scene, and its executed ste
 ids it kept — are the logic chain. Without a usable LLM (llama-cpp-python missing, or ``llm=None``)
 every query still runs: unresolved phrases are matched by their own words and the chain says the
 LLM was skipped.
+
+When the LLM is asked (``llm_use``): only when the program, run with the phrase's own words, finds
+nothing — so the LLM can add an answer but never change one — and each call is bounded by
+``llm_budget_s``. With ``llm_use="auto"`` the default SmolLM2-135M is never asked: on the held-out
+benchmark (``benchmarks/bench_deduce_quality.py``) its words score exactly what random words and no
+LLM score (see docs/ARCHITECTURE.md), so it would only cost seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ from gear_edge.errors import InputError, MissingDependencyError
 from gear_edge.types import Answer, LogicStep, Scene
 
 AUTO = "auto"
+LLM_USES = ("auto", "always", "never")
+# why "auto" does not ask the default model (measured; docs/ARCHITECTURE.md, deduce section)
+DEFAULT_MODEL_NOTE = ("not asked: the default SmolLM2-135M names no better objects than random words on the "
+                      "held-out benchmark (deduce.program_llm = 'always' to ask it anyway)")
 
 
 class ProgramDeducer:
@@ -36,7 +46,10 @@ class ProgramDeducer:
     need; lexical matching only, with a note, when the package is missing), a zero-argument callable
     returning one (called on first need, same note on MissingDependencyError) or None (lexical only).
     ``max_llm_calls``: LLM calls per query at most (one per unresolved phrase; the rest are matched
-    by their own words), which bounds a query's latency.
+    by their own words), which bounds a query's latency; ``llm_budget_s``: seconds one call may take
+    (decoding stops there and the phrase is matched by its own words).
+    ``llm_use``: "auto" (ask a configured LLM, but never the default SmolLM2-135M: ``llm="auto"`` or
+    ``default_model=True``), "always" or "never".
     """
 
     mode = "program"
@@ -50,7 +63,18 @@ class ProgramDeducer:
         threads: int | None = None,
         max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
         max_llm_calls: int = 2,
+        llm_budget_s: float = 8.0,
+        llm_use: str = "auto",
+        default_model: bool | None = None,
     ) -> None:
+        if llm_use not in LLM_USES:
+            raise InputError(f"llm_use must be one of {list(LLM_USES)}, got {llm_use!r}")
+        if not llm_budget_s > 0:
+            raise InputError(f"llm_budget_s must be > 0 seconds, got {llm_budget_s}")
+        self.llm_use = llm_use
+        self.llm_budget_s = float(llm_budget_s)
+        # whether ``llm`` is the default SmolLM2-135M ("auto" means it is)
+        self.default_model = (isinstance(llm, str) and llm == AUTO) if default_model is None else bool(default_model)
         if max_query_chars < 1:
             raise InputError(f"max_query_chars must be >= 1, got {max_query_chars}")
         if max_llm_calls < 0:
@@ -102,7 +126,9 @@ class ProgramDeducer:
         if self._filler is None and self._llm_note is None:
             arg = self._llm_arg
             llm = None
-            if arg is None:
+            if self.llm_use == "never":
+                self._llm_note = "not asked (llm_use = never)"
+            elif arg is None:
                 self._llm_note = "no LLM configured"
             elif isinstance(arg, str) and arg == AUTO:
                 from gear_edge.deduce.llm import LocalLLM, import_llama_cpp
@@ -112,7 +138,12 @@ class ProgramDeducer:
                 except MissingDependencyError as exc:
                     self._llm_note = f"llama-cpp-python is not installed ({str(exc).split(';')[0]})"
                 else:
-                    llm = LocalLLM(threads=self.threads)
+                    if self.llm_use == "auto" and self.default_model:
+                        self._llm_note = DEFAULT_MODEL_NOTE
+                    else:
+                        llm = LocalLLM(threads=self.threads)
+            elif self.llm_use == "auto" and self.default_model:
+                self._llm_note = DEFAULT_MODEL_NOTE
             elif callable(arg) and not hasattr(arg, "generate"):
                 try:
                     llm = arg()
@@ -148,12 +179,29 @@ class ProgramDeducer:
         for note in program.notes:
             trace.add(f"parser: {note}", None)
         prompt_tokens = completion_tokens = 0
-        if program.unresolved:
-            program, prompt_tokens, completion_tokens = self._fill(program, trace, timings)
         t2 = time.perf_counter()
         if self.embedder is None and self._embedder_note:
             trace.add(f"semantic matcher skipped ({self._embedder_note}): object words matched lexically", None)
-        targets, trace = self.executor.run(scene, program, trace)
+        if program.unresolved and self.filler() is not None:
+            filled, prompt_tokens, completion_tokens = self._fill(program, trace, timings)
+            t2 = time.perf_counter()
+            # the phrase's own words decide where they find something: the LLM adds answers, never changes one
+            own, own_trace = self.executor.run(scene, program, Trace())
+            if own or filled is program:
+                targets = own
+                if filled is not program:
+                    trace.add("the phrase's own words found an answer: kept it (the LLM's words only add "
+                              "answers where they find nothing)", None)
+                trace.steps.extend(own_trace.steps)
+                trace.dropped += own_trace.dropped
+            else:
+                trace.add("the phrase's own words found nothing; with the LLM's words:", None)
+                targets, trace = self.executor.run(scene, filled, trace)
+        else:
+            if program.unresolved:
+                for u in program.unresolved:
+                    trace.add(f"LLM skipped ({self._llm_note}): '{_short(u.text)}' matched by its own words", None)
+            targets, trace = self.executor.run(scene, program, trace)
         t3 = time.perf_counter()
         timings["execute_ms"] = (t3 - t2) * 1e3
         trace.steps.append(LogicStep(f"answer: {ids_text(targets)}", list(targets)))
@@ -161,12 +209,11 @@ class ProgramDeducer:
         return finish_answer(scene, query, targets, trace.steps, self.mode, prompt_tokens, completion_tokens, timings)
 
     def _fill(self, program: Program, trace: Trace, timings: dict[str, float]) -> tuple[Program, int, int]:
+        """(the program with the LLM's words as alternatives — ``program`` itself when it gave none,
+        prompt tokens, completion tokens)."""
         t0 = time.perf_counter()
         filler = self.filler()
-        if filler is None:
-            for u in program.unresolved:
-                trace.add(f"LLM skipped ({self._llm_note}): '{_short(u.text)}' matched by its own words", None)
-            return program, 0, 0
+        assert filler is not None
         words: dict[str, tuple[str, ...]] = {}
         prompt = completion = 0
         for k, u in enumerate(program.unresolved):
@@ -174,15 +221,19 @@ class ProgramDeducer:
                 trace.add(f"LLM skipped (at most {self.max_llm_calls} calls per query): '{_short(u.text)}' "
                           "matched by its own words", None)
                 continue
-            f = filler.fill(u.text, u.acted_on)
+            f = filler.fill(u.text, u.acted_on, budget_s=self.llm_budget_s)
             prompt += f.prompt_tokens
             completion += f.completion_tokens
             words[u.phrase] = f.words
-            src = "cached" if f.cached else f"{f.completion_tokens} tokens"
+            src = "cached" if f.cached else f"{f.completion_tokens} tokens, {f.ms:.0f} ms"
+            if f.over_budget:
+                src += f", stopped at the {self.llm_budget_s:g} s budget"
             drop = f"; dropped {', '.join(f.dropped)}" if f.dropped else ""
             shown = ", ".join(f.words) if f.words else "nothing usable"
             trace.add(f"LLM ({src}): '{_short(u.text)}' -> {shown}{drop}", None)
         timings["llm_ms"] = (time.perf_counter() - t0) * 1e3
+        if not any(words.values()):
+            return program, prompt, completion
         return with_alternatives(program, words), prompt, completion
 
 

@@ -48,6 +48,7 @@ class Fill:
     completion_tokens: int = 0
     ms: float = 0.0
     cached: bool = False
+    over_budget: bool = False  # decoding hit the call's time budget (the words are then empty)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -71,7 +72,8 @@ class ObjectFiller:
         """(prefix, suffix) chat segments; the phrase is untrusted Content inside the user turn."""
         return self.llm.chat_parts(FILL_SYSTEM, "", phrase, FILL_EXAMPLES)
 
-    def fill(self, phrase: str, acted_on: tuple[str, ...] = ()) -> Fill:
+    def fill(self, phrase: str, acted_on: tuple[str, ...] = (), budget_s: float | None = None) -> Fill:
+        """The LLM's words for ``phrase`` (cached); ``budget_s`` bounds the call (seconds)."""
         phrase = " ".join(str(phrase).split())[:MAX_PHRASE_CHARS]
         key = (phrase, tuple(acted_on))
         with self._lock:
@@ -81,14 +83,18 @@ class ObjectFiller:
                 return Fill(hit.phrase, hit.words, hit.raw, hit.dropped, cached=True)
         t0 = time.perf_counter()
         prefix, suffix = self.prompt(phrase)
-        gen = self.llm.generate(FILL_SCENE_KEY, prefix, suffix, self.grammar.gbnf, self.grammar.max_bytes + 1)
+        kw = {} if budget_s is None else {"budget_s": float(budget_s)}
+        gen = self.llm.generate(FILL_SCENE_KEY, prefix, suffix, self.grammar.gbnf, self.grammar.max_bytes + 1, **kw)
+        over = getattr(gen, "stop", "eog") == "time"
         try:
-            raw = tuple(str(w) for w in parse(gen.text, self.grammar.schema)["objects"])
+            raw = () if over else tuple(str(w) for w in parse(gen.text, self.grammar.schema)["objects"])
         except GearEdgeError:  # cannot happen under the grammar; an unusable answer is no answer
             raw = ()
         words, dropped = self._keep(phrase, raw, acted_on)
         out = Fill(phrase, words, raw, dropped, gen.prompt_tokens, gen.prompt_tokens_evaluated, gen.completion_tokens,
-                   (time.perf_counter() - t0) * 1e3, False, dict(gen.timings))
+                   (time.perf_counter() - t0) * 1e3, False, dict(gen.timings), over)
+        if over:
+            return out  # not cached: a later call with more time may finish
         with self._lock:
             self._cache[key] = Fill(phrase, words, raw, dropped)
             while len(self._cache) > self._cache_size:

@@ -638,183 +638,260 @@ class _ParseRun:
         return j - at, str(m[1])
 
     def _postmods(self, s: _Spec, depth: int) -> None:
-        negate = False
-        clause = False  # inside "that is ..." : adjectives are allowed
+        """Post-modifiers of one noun phrase: at each word the registered phrase kinds
+        (:data:`POSTMODIFIERS`) are tried in their precedence order; the first that takes the words
+        decides (``GO_ON``: read on, ``STOP``: the phrase ends here)."""
+        st = _PostState(depth)
         while self.i < len(self.toks):
-            w = self._peek()
-            start = self.i
-            if depth > 0 and not clause and self._belongs_outside(s):
+            st.start = self.i
+            for kind in POSTMODIFIERS:
+                verdict = kind.handler(self, s, st)
+                if verdict is not None:
+                    break
+            else:  # pragma: no cover - the last kind ("rest") always decides
+                verdict = STOP
+            if verdict is STOP:
                 return
-            if w in (",", ";"):
-                if self._post_start(self.i + 1) or self._peek(1) in RELPRONS:
-                    self.i += 1
-                    continue
-                return
-            if w in ("and", "or"):
-                nxt = self.i + 1
-                if clause and (self._is_premod(nxt) or self._post_start(nxt) or self._peek(1) in NEGATIONS | COPULAS | RELPRONS):
-                    self.i += 1
-                    continue
-                return
-            if w in RELPRONS:
+
+    # ---- post-modifier phrase kinds (registered in POSTMODIFIERS, in precedence order) -----------
+    # Each takes (spec, state) at the cursor and returns GO_ON / STOP when it read (or ended) the
+    # phrase, None when the words are not its kind.
+
+    def _pm_outside(self, s: _Spec, st: "_PostState"):
+        if st.depth > 0 and not st.clause and self._belongs_outside(s):
+            return STOP  # a reference phrase ends where the outer phrase's modifiers start
+        return None
+
+    def _pm_punctuation(self, s: _Spec, st: "_PostState"):
+        if self._peek() not in (",", ";"):
+            return None
+        if self._post_start(self.i + 1) or self._peek(1) in RELPRONS:
+            self.i += 1
+            return GO_ON
+        return STOP
+
+    def _pm_conjunction(self, s: _Spec, st: "_PostState"):
+        if self._peek() not in ("and", "or"):
+            return None
+        nxt = self.i + 1
+        if st.clause and (self._is_premod(nxt) or self._post_start(nxt) or self._peek(1) in NEGATIONS | COPULAS | RELPRONS):
+            self.i += 1
+            return GO_ON
+        return STOP  # "the cup and the book": the next target phrase
+
+    def _pm_relative(self, s: _Spec, st: "_PostState"):
+        if self._peek() not in RELPRONS:
+            return None
+        self.i += 1
+        st.clause = True
+        if self._peek() in ("has", "have"):
+            self.i += 1
+            self._with(s, st.negate, st.depth)
+            st.negate = False
+        return GO_ON
+
+    def _pm_copula(self, s: _Spec, st: "_PostState"):
+        w = self._peek()
+        if w in COPULAS and (st.clause or self._is_premod(self.i + 1) or self._post_start(self.i + 1)
+                             or self._peek(1) in NEGATIONS):
+            self.i += 1
+            st.clause = True
+            return GO_ON
+        return None
+
+    def _pm_negation(self, s: _Spec, st: "_PostState"):
+        w = self._peek()
+        if w == "without":
+            self.i += 1
+            self._with(s, True, st.depth)
+            return GO_ON
+        if w in NEGATIONS:
+            st.negate = not st.negate
+            self.i += 1
+            return GO_ON
+        return None
+
+    def _pm_quote(self, s: _Spec, st: "_PostState"):
+        q = _quote_index(self.toks[self.i])
+        if q is None:
+            return None
+        s.filters.append(TextFilter(self.quotes[q], st.negate, q not in self.soft))
+        st.negate = False
+        self.i += 1
+        return GO_ON
+
+    def _pm_except(self, s: _Spec, st: "_PostState"):
+        m = self._match(_EXCEPT)
+        if not m:
+            return None
+        self.i += m[0]
+        ref = self._np(st.depth + 1)
+        if ref is not None:
+            s.filters.append(Exclude(ref))
+        return GO_ON
+
+    def _pm_text(self, s: _Spec, st: "_PostState"):
+        m = self._match(_TEXT_INTROS)
+        if not m:
+            return None
+        self.i += m[0]
+        text = self._text_arg()
+        if text:
+            s.filters.append(TextFilter(text, st.negate))
+        elif any(t.w in ("text", "writing", "label", "words", "letters") for t in self.toks[st.start : self.i]):
+            s.filters.append(AttrFilter("writing", ("some",), st.negate))  # "with writing on it"
+        st.negate = False
+        return GO_ON
+
+    def _pm_posture(self, s: _Spec, st: "_PostState"):
+        if self._peek() in _V.POSTURE_VERBS and self._post_start(self.i + 1):
+            self.i += 1  # "sitting inside the ring": the relation says it all
+            return GO_ON
+        return None
+
+    def _pm_holes(self, s: _Spec, st: "_PostState"):
+        n = max((len(h) for h in WITH_HOLES if tuple(t.w for t in self.toks[self.i : self.i + len(h)]) == h), default=0)
+        if not n:
+            return None
+        s.filters.append(AttrFilter("shape", ("has holes",), st.negate))
+        self.i += n
+        st.negate = False
+        return GO_ON
+
+    def _pm_ordinal_direction(self, s: _Spec, st: "_PostState"):
+        if self._peek() == "from" and s.rank is not None and self._peek(1) == "the" and self._peek(2) in ORDER_DIRECTIONS:
+            key, desc = ORDER_DIRECTIONS[self._peek(2)]
+            s.order = Order(key, desc if s.rank > 0 else not desc, abs(s.rank), 1, f"{s.rank_word} from the {self._peek(2)}")
+            s.rank = None
+            self.i += 3
+            return GO_ON
+        return None
+
+    def _pm_position(self, s: _Spec, st: "_PostState"):
+        pos = self._position_phrase(self.i)
+        if pos is None:
+            return None
+        n, value = pos
+        far = any(t.w in ("far", "extreme") for t in self.toks[self.i : self.i + n])
+        if far and value in ("left-column", "right-column", "top-row", "bottom-row"):
+            key, desc = ORDER_DIRECTIONS[value.split("-")[0]]
+            s.order = Order(key, desc, 1, 1, f"far {value.split('-')[0]}")
+        else:
+            _add_position(s, value, st.negate)
+        self.i += n
+        st.negate = False
+        return GO_ON
+
+    def _pm_distance(self, s: _Spec, st: "_PostState"):
+        m = self._match(_DIST)
+        if not m:
+            return None
+        self.i += m[0]
+        far = bool(m[1])
+        ev = self._edge_viewer(self.i)
+        if ev is not None:  # "nearest the top edge", "closest to me"
+            n, key, word = ev
+            self.i += n
+            s.order = Order(key, far, 1, 1, f"{'furthest from' if far else 'closest to'} {word}")
+            return GO_ON
+        ref = self._np(st.depth + 1)
+        if ref is not None:
+            s.order = Order("distance", far, 1, 1, "furthest from" if far else "closest to", ref)
+        return GO_ON
+
+    def _pm_comparative(self, s: _Spec, st: "_PostState"):
+        w = self._peek()
+        if not (w in COMPARATIVE_WORDS and self._peek(1) == "than"):
+            return None
+        self.i += 2
+        ref = self._np(st.depth + 1)
+        if ref is not None:
+            s.filters.append(RelationFilter(COMPARATIVE_WORDS[w], ref, None, st.negate))
+        st.negate = False
+        return GO_ON
+
+    def _pm_relation(self, s: _Spec, st: "_PostState"):
+        w = self._peek()
+        if w in ("on", "in", "inside") and self._peek(1) in ("it", "them"):
+            return STOP  # "with a cup on it": the caller's
+        m = self._match(_RELS)
+        if not m or (m[1] == "inside" and self._peek(m[0]) in ("order",)):
+            return None
+        rel = str(m[1])
+        self.i += m[0]
+        if rel == "between" or (rel == "inside" and w == "in" and self._peek() == "between"):
+            if self._peek() == "between":
                 self.i += 1
-                clause = True
-                if self._peek() in ("has", "have"):
-                    self.i += 1
-                    self._with(s, negate, depth)
-                    negate = False
-                continue
-            if w in COPULAS and (clause or self._is_premod(self.i + 1) or self._post_start(self.i + 1)
-                                 or self._peek(1) in NEGATIONS):
+            r1 = self._np(st.depth + 1)
+            if self._peek() == "and":
                 self.i += 1
-                clause = True
-                continue
-            if w in NEGATIONS or w == "without":
-                if w == "without":
-                    self.i += 1
-                    self._with(s, True, depth)
-                    continue
-                negate = not negate
-                self.i += 1
-                continue
-            q = _quote_index(self.toks[self.i])
-            if q is not None:
-                s.filters.append(TextFilter(self.quotes[q], negate, q not in self.soft))
-                negate = False
-                self.i += 1
-                continue
-            m = self._match(_EXCEPT)
-            if m:
-                self.i += m[0]
-                ref = self._np(depth + 1)
-                if ref is not None:
-                    s.filters.append(Exclude(ref))
-                continue
-            m = self._match(_TEXT_INTROS)
-            if m:
-                self.i += m[0]
-                text = self._text_arg()
-                if text:
-                    s.filters.append(TextFilter(text, negate))
-                elif any(t.w in ("text", "writing", "label", "words", "letters") for t in self.toks[start : self.i]):
-                    s.filters.append(AttrFilter("writing", ("some",), negate))  # "with writing on it"
-                negate = False
-                continue
-            if w in _V.POSTURE_VERBS and self._post_start(self.i + 1):
-                self.i += 1  # "sitting inside the ring"
-                continue
-            if tuple(t.w for t in self.toks[self.i : self.i + 5]) in {h for h in WITH_HOLES} or \
-                    tuple(t.w for t in self.toks[self.i : self.i + 3]) in {h for h in WITH_HOLES if len(h) <= 3}:
-                n = max(len(h) for h in WITH_HOLES if tuple(t.w for t in self.toks[self.i : self.i + len(h)]) == h)
-                s.filters.append(AttrFilter("shape", ("has holes",), negate))
-                self.i += n
-                negate = False
-                continue
-            if w == "from" and s.rank is not None and self._peek(1) == "the" and self._peek(2) in ORDER_DIRECTIONS:
-                key, desc = ORDER_DIRECTIONS[self._peek(2)]
-                s.order = Order(key, desc if s.rank > 0 else not desc, abs(s.rank), 1,
-                                f"{s.rank_word} from the {self._peek(2)}")
-                s.rank = None
-                self.i += 3
-                continue
-            pos = self._position_phrase(self.i)
-            if pos is not None:
-                n, value = pos
-                far = any(t.w in ("far", "extreme") for t in self.toks[self.i : self.i + n])
-                if far and value in ("left-column", "right-column", "top-row", "bottom-row"):
-                    key, desc = ORDER_DIRECTIONS[value.split("-")[0]]
-                    s.order = Order(key, desc, 1, 1, f"far {value.split('-')[0]}")
-                else:
-                    _add_position(s, value, negate)
-                self.i += n
-                negate = False
-                continue
-            m = self._match(_DIST)
-            if m:
-                self.i += m[0]
-                ev = self._edge_viewer(self.i)
-                if ev is not None:
-                    n, key, word = ev
-                    self.i += n
-                    far = bool(m[1])
-                    s.order = Order(key, far, 1, 1, f"{'furthest from' if far else 'closest to'} {word}")
-                    continue
-                ref = self._np(depth + 1)
-                if ref is not None:
-                    word = "furthest from" if m[1] else "closest to"
-                    s.order = Order("distance", bool(m[1]), 1, 1, word, ref)
-                continue
-            if w in COMPARATIVE_WORDS and self._peek(1) == "than":
-                self.i += 2
-                ref = self._np(depth + 1)
-                if ref is not None:
-                    s.filters.append(RelationFilter(COMPARATIVE_WORDS[w], ref, None, negate))
-                negate = False
-                continue
-            if w in ("on", "in", "inside") and self._peek(1) in ("it", "them"):
-                return  # "with a cup on it": the caller's
-            m = self._match(_RELS)
-            if m and not (m[1] == "inside" and self._peek(m[0]) in ("order",)):
-                rel = str(m[1])
-                self.i += m[0]
-                if rel == "between" or (rel == "inside" and w == "in" and self._peek() == "between"):
-                    if self._peek() == "between":
-                        self.i += 1
-                    r1 = self._np(depth + 1)
-                    if self._peek() == "and":
-                        self.i += 1
-                    r2 = self._np(depth + 1)
-                    if r1 is not None and r2 is not None:
-                        s.filters.append(RelationFilter("between", r1, r2, negate))
-                    negate = False
-                    continue
-                ref = self._np(depth + 1)
-                if ref is not None:
-                    s.filters.append(RelationFilter(rel, ref, None, negate))
-                negate = False
-                continue
-            if w == "with" or w in ("has", "have"):
-                self.i += 1
-                self._with(s, negate, depth)
-                negate = False
-                continue
-            m = self._match(_PURPOSE)
-            if m and (w != "to" or self._unknown(self.i + 1) or self._peek(1) in ("eat", "drink", "cut", "open", "sit")):
-                self._purpose(s)
-                continue
-            if clause:
-                before = len(s.filters)
-                self._premods(s)
-                if len(s.filters) != before or self.i != start:
-                    if negate:
-                        for k in range(before, len(s.filters)):
-                            f = s.filters[k]
-                            if isinstance(f, (AttrFilter, TextFilter, NounFilter)):
-                                s.filters[k] = replace(f, negated=not f.negated)
-                    negate = False
-                    continue
-            if s.generic and not s.head and self._is_premod(self.i) and not negate:
-                before = len(s.filters)
-                self._premods(s)  # "something yellow", "anything round"
-                if self.i != start:
-                    continue
-            if s.generic and not s.head and self._unknown(self.i):
-                # "something sharp", "anything edible": describe the object in words the grammar lacks
-                words = []
-                while self._unknown(self.i):
-                    words.append(self._peek())
-                    self.i += 1
-                phrase = f"{self.toks[start - 1].w if start else 'something'} {' '.join(words)}".strip()
-                s.head = words
-                self._leftover(phrase, s, words[-1])
-                continue
-            if self.i == start:
-                rest = self._rest()
-                if rest:
-                    self.notes.append(f"words the grammar does not cover: '{rest}'")
-                    words = s.head or ([self.toks[start - 1].w] if start and s.generic else [])
-                    self._leftover(" ".join([*words, rest]), s, s.head[-1] if s.head else None)
-                return
+            r2 = self._np(st.depth + 1)
+            if r1 is not None and r2 is not None:
+                s.filters.append(RelationFilter("between", r1, r2, st.negate))
+            st.negate = False
+            return GO_ON
+        ref = self._np(st.depth + 1)
+        if ref is not None:
+            s.filters.append(RelationFilter(rel, ref, None, st.negate))
+        st.negate = False
+        return GO_ON
+
+    def _pm_with(self, s: _Spec, st: "_PostState"):
+        if self._peek() not in ("with", "has", "have"):
+            return None
+        self.i += 1
+        self._with(s, st.negate, st.depth)
+        st.negate = False
+        return GO_ON
+
+    def _pm_purpose(self, s: _Spec, st: "_PostState"):
+        m = self._match(_PURPOSE)
+        w = self._peek()
+        if m and (w != "to" or self._unknown(self.i + 1) or self._peek(1) in ("eat", "drink", "cut", "open", "sit")):
+            self._purpose(s)
+            return GO_ON
+        return None
+
+    def _pm_clause_adjectives(self, s: _Spec, st: "_PostState"):
+        """Adjectives in a relative clause ("that is red"), or after a generic head ("something yellow")."""
+        if st.clause:
+            before = len(s.filters)
+            self._premods(s)
+            if len(s.filters) != before or self.i != st.start:
+                if st.negate:
+                    for k in range(before, len(s.filters)):
+                        f = s.filters[k]
+                        if isinstance(f, (AttrFilter, TextFilter, NounFilter)):
+                            s.filters[k] = replace(f, negated=not f.negated)
+                st.negate = False
+                return GO_ON
+        if s.generic and not s.head and self._is_premod(self.i) and not st.negate:
+            self._premods(s)
+            if self.i != st.start:
+                return GO_ON
+        return None
+
+    def _pm_generic_words(self, s: _Spec, st: "_PostState"):
+        if not (s.generic and not s.head and self._unknown(self.i)):
+            return None
+        # "something sharp", "anything edible": describe the object in words the grammar lacks
+        words = []
+        while self._unknown(self.i):
+            words.append(self._peek())
+            self.i += 1
+        phrase = f"{self.toks[st.start - 1].w if st.start else 'something'} {' '.join(words)}".strip()
+        s.head = words
+        self._leftover(phrase, s, words[-1])
+        return GO_ON
+
+    def _pm_rest(self, s: _Spec, st: "_PostState"):
+        """Lowest precedence: words no kind takes go to the LLM as a phrase; the noun phrase ends."""
+        rest = self._rest()
+        if rest:
+            self.notes.append(f"words the grammar does not cover: '{rest}'")
+            words = s.head or ([self.toks[st.start - 1].w] if st.start and s.generic else [])
+            self._leftover(" ".join([*words, rest]), s, s.head[-1] if s.head else None)
+        return STOP
 
     def _edge_viewer(self, at: int) -> tuple[int, str, str] | None:
         """After "closest to" / "furthest from": an image edge ("the top edge", "the left of the
@@ -997,3 +1074,45 @@ def _add_position(s: _Spec, value: str, negate: bool) -> None:
                     s.filters[k] = AttrFilter("position", (cell,))
                     return
     s.filters.append(AttrFilter("position", (value,), negate))
+
+
+GO_ON = object()  # a post-modifier kind read words: read on
+STOP = object()  # the noun phrase ends here
+
+
+@dataclass
+class _PostState:
+    """Post-modifier reading state of one noun phrase (lives for one _postmods call)."""
+
+    depth: int
+    negate: bool = False  # a "not" waits for the next modifier
+    clause: bool = False  # inside "that is ...": adjectives are allowed
+    start: int = 0  # cursor where the current word began
+
+
+@dataclass(frozen=True)
+class PhraseKind:
+    """One kind of post-modifier phrase: ``handler(run, spec, state)`` -> GO_ON / STOP / None."""
+
+    name: str
+    precedence: int  # lower is tried first
+    handler: object
+
+
+def _registry(*kinds: tuple[str, int]) -> tuple[PhraseKind, ...]:
+    out = [PhraseKind(name, prec, getattr(_ParseRun, f"_pm_{name}")) for name, prec in kinds]
+    if len({k.precedence for k in out}) != len(out):
+        raise AssertionError("phrase kinds need distinct precedences")
+    return tuple(sorted(out, key=lambda k: k.precedence))
+
+
+# Every kind of post-modifier, in one place. Precedence decides where two kinds could read the same
+# words: e.g. "with holes" (holes) before "with <np>" (with), "on the left" (position) before "on
+# <np>" (relation), "closest to the top edge" (distance) before "to ..." (purpose). A new kind of
+# phrase is one _pm_<name> method plus one line here.
+POSTMODIFIERS: tuple[PhraseKind, ...] = _registry(
+    ("outside", 0), ("punctuation", 10), ("conjunction", 20), ("relative", 30), ("copula", 40), ("negation", 50),
+    ("quote", 60), ("except", 70), ("text", 80), ("posture", 85), ("holes", 90), ("ordinal_direction", 100),
+    ("position", 110), ("distance", 120), ("comparative", 130), ("relation", 140), ("with", 150), ("purpose", 160),
+    ("clause_adjectives", 170), ("generic_words", 180), ("rest", 1000),
+)
