@@ -101,7 +101,7 @@ def llm_timings(gs) -> dict:
         return {"skipped": f"{type(exc).__name__}: {exc}"}
     load_ms = (time.perf_counter() - t0) * 1e3
     filler = ObjectFiller(llm)
-    budget_ms = int(gs.config.get("deduce", "llm_budget_ms", 8000))
+    budget_ms = int(gs.config.get("deduce", "llm_budget_ms", 20_000))
     new = filler.fill(LLM_BENCH_PHRASE)  # unbounded here, so the time is measured whole; compared below
     t1 = time.perf_counter()
     cached = filler.fill(LLM_BENCH_PHRASE)

@@ -179,7 +179,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "program_llm": Key(str, "auto", choices=("auto", "always", "never"),
                            doc="program mode asks the LLM to name objects: auto = a configured deduce.model, never "
                                "the default SmolLM2-135M (measured not to help)"),
-        "llm_budget_ms": Key(int, 8000, 50, 600_000, doc="time one program-mode LLM call may take, ms"),
+        "llm_budget_ms": Key(int, 20_000, 50, 600_000, doc="time one program-mode LLM call may take, ms"),
     },
 }
 # [engines.<model>]: per-model-family overrides of [engines] (gear_edge.engines.factory.MODELS), same keys;

@@ -63,7 +63,7 @@ class ProgramDeducer:
         threads: int | None = None,
         max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
         max_llm_calls: int = 2,
-        llm_budget_s: float = 8.0,
+        llm_budget_s: float = 20.0,
         llm_use: str = "auto",
         default_model: bool | None = None,
     ) -> None:

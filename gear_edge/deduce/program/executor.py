@@ -616,10 +616,14 @@ def _ref_all(spec: ObjectSpec | None) -> bool:
 
 
 def _shape_noun(f: NounFilter):
-    """The vocabulary's shape check for the noun's head word (None when the head names no shape)."""
-    if not f.head or f.purpose:
-        return None
-    return SHAPE_NOUNS.get(singular(f.head.split()[-1]))
+    """The vocabulary's shape check for the noun's head word, else for the first of its alternative
+    words (the LLM's) that names one; None when none does."""
+    heads = ([] if not f.head or f.purpose else [f.head]) + list(f.alternatives)
+    for h in heads:
+        words = h.split()
+        if words and singular(words[-1]) in SHAPE_NOUNS:
+            return SHAPE_NOUNS[singular(words[-1])]
+    return None
 
 
 def _role_word(f: NounFilter) -> str | None:

@@ -728,6 +728,17 @@ class _ParseRun:
         ref = self._np(st.depth + 1)
         if ref is not None:
             s.filters.append(Exclude(ref))
+            # "everything but the triangles and the ring": a list after "except" is all excluded
+            while self._peek() in ("and", ",", "or", "nor") and self._peek(1) not in ("", "and"):
+                back = self.i
+                self.i += 1
+                if self._peek() == "and":
+                    self.i += 1
+                more = self._np(st.depth + 1)
+                if more is None:
+                    self.i = back
+                    break
+                s.filters.append(Exclude(more))
         return GO_ON
 
     def _pm_text(self, s: _Spec, st: "_PostState"):
