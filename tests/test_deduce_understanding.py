@@ -174,12 +174,27 @@ def test_roles_keep_superlatives_to_objects_unless_the_query_names_the_table(ded
     assert ask(deducer, table, "the object nearest the top edge")[0] == {"yellow_disc"}
 
 
-@pytest.mark.parametrize("query", ["???", "the", "   the  ,", "the -3rd object", "the 2.5th triangle", "the 0th one",
-                                   "the tenth triangle", "the red one that is not red", "the round and square thing"])
-def test_content_free_contradictory_and_malformed_give_nothing_with_a_reason(deducer, bench, query):
+@pytest.mark.parametrize("query", ["???", "the", "   the  ,", "the tenth triangle", "the red one that is not red",
+                                   "the round and square thing"])
+def test_content_free_and_contradictory_give_nothing_with_a_reason(deducer, bench, query):
     got, steps = ask(deducer, bench, query)
     assert got == set(), steps
     assert len(steps) >= 2  # the chain says why (a parser note / an empty step), then the answer
+
+
+@pytest.mark.parametrize("query, word", [("the -3rd object", "-3rd"), ("the 2.5th triangle", "2.5th"),
+                                         ("the 0th one", "0th")])
+def test_malformed_ordinals_are_an_error_or_nothing(deducer, bench, query, word):
+    from gear_edge.errors import InputError
+
+    try:
+        got, steps = ask(deducer, bench, query)
+    except InputError as exc:  # the query check names the word
+        assert word in str(exc)
+    else:
+        assert got == set() and any(word in s for s in steps)
+    p = parse(query)  # the parser on its own: a program that denotes nothing, saying why
+    assert p.nothing and word in p.nothing
 
 
 # ---- the parser: registry, precedence, re-entrancy ------------------------------------------------------
