@@ -66,8 +66,13 @@ def _export(folder: Path) -> None:
     build_tiny(folder / "captioner", seed=SEED, verify_tokens=False, threads=2)
 
 
+_EXPORTED: dict[str, Path] = {}  # once per test session (several test modules use the models)
+
+
 def production_models(tmp_dir: Path) -> dict[str, Path]:
     """``{"encoder", "decoder", "captioner"}`` paths, exported (or taken from the cache) now."""
+    if _EXPORTED and all(p.exists() for p in _EXPORTED.values()):
+        return dict(_EXPORTED)
     cache_root = os.environ.get("GEAR_EDGE_TEST_CACHE")
     folder = Path(cache_root) / f"production-models-{_key()}" if cache_root else Path(tmp_dir) / "production-models"
     if not _complete(folder):
@@ -84,5 +89,6 @@ def production_models(tmp_dir: Path) -> dict[str, Path]:
         else:
             shutil.rmtree(folder, ignore_errors=True)
             _export(folder)
-    return {"encoder": folder / "sam2" / "encoder.onnx", "decoder": folder / "sam2" / "decoder.onnx",
-            "captioner": folder / "captioner"}
+    _EXPORTED.update({"encoder": folder / "sam2" / "encoder.onnx", "decoder": folder / "sam2" / "decoder.onnx",
+                      "captioner": folder / "captioner"})
+    return dict(_EXPORTED)
