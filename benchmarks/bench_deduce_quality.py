@@ -132,12 +132,25 @@ class RandomWordsLLM:
         return Generation(json.dumps({"objects": words}), 0, 0, 0)
 
 
+def _answer(ask, query: str):
+    """The answer, or an empty one whose only step is the error when the query is refused (an
+    InputError naming the problem, e.g. a malformed ordinal: "nothing or an error" both count as
+    nothing)."""
+    from gear_edge.errors import InputError
+    from gear_edge.types import Answer, LogicStep
+
+    try:
+        return ask()
+    except InputError as exc:
+        return Answer(query, [], [LogicStep(f"refused: {exc}", [])])
+
+
 def run_variant(deducer, todo: list[BCase]) -> list[dict]:
     rows = []
     for c in todo:
         scene, ids = build(c.scene)
         t0 = time.perf_counter()
-        ans = deducer.deduce(scene, c.query)
+        ans = _answer(lambda: deducer.deduce(scene, c.query), c.query)
         ms = (time.perf_counter() - t0) * 1e3
         want = sorted(ids[n] for n in c.answer)
         steps = [s.text for s in ans.steps]
@@ -148,6 +161,38 @@ def run_variant(deducer, todo: list[BCase]) -> list[dict]:
             "reached_llm": any(s.startswith("LLM (") for s in steps), "steps": steps,
         })
     return rows
+
+
+def run_e2e(todo: list[BCase], threads: int) -> tuple[list[dict], dict]:
+    """The default pipeline end to end: its own segmenter, describe (roles included) and deducer on
+    each scene's image; a query is right when the answer's mask has IoU >= 0.5 with the union of the
+    true objects' masks (both empty: right). Printed labels and captions exist only as data in this
+    benchmark (not drawn), so text and caption queries cannot be answered this way."""
+    from gear_edge.pipeline import GearSeg
+
+    gs = GearSeg.from_config("default", {"describe.ocr": "false"})
+    scenes: dict[str, tuple] = {}
+    t0 = time.perf_counter()
+    for name in sorted({c.scene for c in todo}):
+        image, masks = draw(SCENES[name])
+        scenes[name] = (gs.perceive(image), masks)
+    perceive_s = time.perf_counter() - t0
+    rows = []
+    for c in todo:
+        scene, masks = scenes[c.scene]
+        t1 = time.perf_counter()
+        ans = _answer(lambda: gs.ask(scene, c.query), c.query)
+        ms = (time.perf_counter() - t1) * 1e3
+        truth = np.zeros((H, W), bool)
+        for n in c.answer:
+            truth |= masks[n]
+        got = ans.bitmap((H, W)) if ans.targets else np.zeros((H, W), bool)
+        union = (got | truth).sum()
+        iou = 1.0 if union == 0 else float((got & truth).sum() / union)
+        rows.append({"scene": c.scene, "category": c.category, "query": c.query, "want": list(c.answer),
+                     "got": list(ans.targets), "ok": iou >= 0.5, "iou": iou, "ms": ms, "prompt_tokens": 0,
+                     "completion_tokens": 0, "reached_llm": False, "steps": [s.text for s in ans.steps]})
+    return rows, {"perceive_s": perceive_s, "regions": {k: len(v[0].regions) for k, v in scenes.items()}}
 
 
 def summarize(rows: list[dict], subset: set[int] | None = None) -> dict:
@@ -179,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--direct", action="store_true", help="also the direct mode (every query runs the LLM)")
     ap.add_argument("--direct-limit", type=int, default=0, help="direct mode on every k-th query (0: all)")
     ap.add_argument("--category", default=None, help="only this category")
+    ap.add_argument("--e2e", action="store_true", help="also the default pipeline end to end (own masks)")
     ap.add_argument("--show-failures", action="store_true")
     args = ap.parse_args(argv)
     from gear_edge.deduce.program.deducer import ProgramDeducer
@@ -212,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
 
         step = max(1, args.direct_limit)
         variants["direct"] = run_variant(DirectDeducer(llm), todo[::step])
+    e2e_info = None
+    if args.e2e:
+        variants["e2e_default_pipeline"], e2e_info = run_e2e(todo, args.threads)
     # the subset that reaches the LLM: queries whose program leaves a phrase to it and whose own
     # words find nothing (the only ones it is asked about); the same for every LLM variant
     reach_from = variants["program_llm_random"]
@@ -220,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "deduce_quality", "machine": machine_info(("llama-cpp-python",)),
         "roles_available": HAS_ROLE, "queries": len(todo), "scenes": len(SCENES), "describe_s": describe_s,
-        "llm_load_s": load_s, "skipped": skipped, "summary": summary,
+        "llm_load_s": load_s, "skipped": skipped, "e2e": e2e_info, "summary": summary,
         "failures": {k: [{kk: r[kk] for kk in ("category", "scene", "query", "want", "got", "steps")}
                          for r in v if not r["ok"]] for k, v in variants.items()},
     }

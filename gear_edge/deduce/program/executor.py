@@ -134,6 +134,12 @@ class SceneView(SceneIndex):
         x, y, w, h = self.bbox(i)
         return float(self.h - (y + h)), "image"
 
+    def bbox_within(self, i: int, j: int) -> bool:
+        """Region i's bbox lies inside region j's bbox."""
+        ax, ay, aw, ah = self.bbox(i)
+        bx, by, bw, bh = self.bbox(j)
+        return ax >= bx and ay >= by and ax + aw <= bx + bw and ay + ah <= by + bh
+
     def edge_distance(self, i: int, side: str) -> float:
         """Pixels between the region's bbox and that image border ('top', 'bottom', 'left', 'right')."""
         x, y, w, h = self.bbox(i)
@@ -518,10 +524,13 @@ class Executor:
             return lambda c: best(c, lambda c_, r: 1.0 if e("under", c_, r) else (
                 (0.5 if e("touching", c_, r) else 0.3) * view.alignment(c_, r, 0, 1)
                 if view.direction(c_, r, "y") == 1 else None))
+        # "in the bowl" seen from above: inside it, or resting on it within its outline
         if rel == "inside":
-            return lambda c: best(c, lambda c_, r: 1.0 if e("inside", c_, r) else None)
+            return lambda c: best(c, lambda c_, r: 1.0 if e("inside", c_, r) else (
+                0.9 if e("on_top_of", c_, r) and view.bbox_within(c_, r) else None))
         if rel == "contains":
-            return lambda c: best(c, lambda c_, r: 1.0 if e("contains", c_, r) else None)
+            return lambda c: best(c, lambda c_, r: 1.0 if e("contains", c_, r) else (
+                0.9 if e("under", c_, r) and view.bbox_within(r, c_) else None))
         if rel == "carries":
             return lambda c: best(c, lambda c_, r: 1.0 if e("under", c_, r) or e("contains", c_, r) else None)
         if rel == "touching":
