@@ -209,6 +209,16 @@ def test_phrase_kinds_are_registered_once_with_explicit_precedence():
     assert "relation" not in parse("the box with holes").describe()
 
 
+def test_premodifier_kinds_are_registered_too():
+    names = [k.name for k in P.PREMODIFIERS]
+    assert [k.precedence for k in P.PREMODIFIERS] == sorted(k.precedence for k in P.PREMODIFIERS)
+    assert names.index("colour") < names.index("gradable") < names.index("position")
+    # "the orange": the fruit word and its colour; "light blue": the shade is blue
+    assert parse("the orange").describe() == "the object 'orange', colour orange"
+    assert parse("the light blue box").describe() == "the colour blue, object 'box'"
+    assert parse("the two largest red or blue discs").describe() == "all colour red or blue, object 'discs', largest"
+
+
 def test_parser_is_reentrant():
     shared = Parser()
     queries = ["the red cup on the table", "every triangle except the pink one", "the second box from the left",

@@ -385,120 +385,170 @@ class _ParseRun:
         return s.build()
 
     def _premods(self, s: _Spec) -> None:
-        negate = False
-        last_colour: AttrFilter | None = None
-        joiner = ""
+        """Pre-modifiers (determiners, counts, adjectives, superlatives, ordinals) of one noun phrase:
+        at each word the registered kinds (:data:`PREMODIFIERS`) are tried in precedence order; the
+        phrase's pre-modifiers end at the first word none takes."""
+        st = _PreState()
         while self.i < len(self.toks):
-            w = self._peek()
-            q = _quote_index(self.toks[self.i])
-            if q is not None:  # the "EXIT" sign
-                s.filters.append(TextFilter(self.quotes[q], negate, q not in self.soft))
-                negate = False
-                self.i += 1
-                continue
-            if w in DETERMINERS:
-                self.i += 1
-                continue
-            if w in PLURAL_DETERMINERS:
-                s.plural = True
-                self.i += 1
-                continue
-            m = self._match(_QUANTS)
-            if m:
-                s.quantity = m[1]  # type: ignore[assignment]
-                self.i += m[0]
-                continue
-            m = self._match(_NUMBERS)
-            if m and not (w == "one" and self._head_position(self.i + 1)):
-                s.count = int(m[1])  # type: ignore[arg-type]
-                self.i += m[0]
-                if self._peek() == "of":
-                    self.i += 1
-                continue
-            if _count(w) and self._peek(1) not in ("", ",", "and"):
-                s.count = int(w)
-                self.i += 1
-                continue
-            if w in ("non", "not", "no") and self._peek(1) and self._is_premod(self.i + 1):
-                negate = True
-                self.i += 1
-                continue
-            if w in ("and", "or", ",") and (last_colour is not None or s.filters) and self._is_premod(self.i + 1):
-                joiner = w
-                self.i += 1
-                continue
-            if w in COLOUR_MODS and self._match(_COLOURS, self.i + 1):
-                self.i += 1  # "light blue" is blue
-                continue
-            m = self._match(_COLOURS)
-            if m:
-                colour = str(m[1])
-                self.i += m[0]
-                if w == "orange" and self._head_position(self.i) and not s.head:
-                    s.head.append("orange")  # "the orange": the fruit (its colour is orange too)
-                    s.filters.append(NounFilter("orange", head="orange"))
-                if joiner == "or" and last_colour is not None and not negate:
-                    idx = s.filters.index(last_colour)
-                    last_colour = AttrFilter("colour", last_colour.values + (colour,), last_colour.negated)
-                    s.filters[idx] = last_colour
-                else:
-                    last_colour = AttrFilter("colour", (colour,), negate)
-                    s.filters.append(last_colour)
-                negate, joiner = False, ""
-                if self._peek() in ("coloured", "colour", "toned", "hued"):
-                    self.i += 1
-                continue
-            m = self._match(_SUPS)
-            if m:
-                key, desc = m[1]  # type: ignore[misc]
-                word = " ".join(t.w for t in self.toks[self.i : self.i + m[0]])
-                self.i += m[0]
-                rank = s.rank or 1
-                s.order = Order(key, desc if rank > 0 else not desc, abs(rank), 1,
-                                f"{s.rank_word + ' ' if s.rank_word else ''}{word}")
-                s.rank = None
-                self._skip_of_the()  # "the largest of the (three) cups"
-                continue
-            if w in COMPARATIVE_ORDER and self._peek(1) != "than" and (
-                    w in _V.SIZE_COMPARATIVES or self._peek(1) == "of"):
-                # "the larger of the two balls", "the bigger green disc": the most so among the candidates
-                key, desc = COMPARATIVE_ORDER[w]
-                s.order = Order(key, desc, 1, 1, w)
-                self.i += 1
-                self._skip_of_the()
-                continue
-            if w == "middle" and self._peek(1) not in ("left", "right", "top", "bottom", "of", "") \
-                    and not self._head_position(self.i + 1):
-                s.order = Order("x", False, 0, 1, "middle")  # "the middle box": the middle one, left to right
-                self.i += 1
-                continue
-            if w in ORDINALS:
-                s.rank, s.rank_word = ORDINALS[w], w
-                self.i += 1
-                continue
-            for kind, table in (("size", _SIZES), ("shape", _SHAPES), ("brightness", _BRIGHT), ("texture", _TEXTURES)):
-                m = self._match(table)
-                if m and not (kind == "brightness" and w in ("light",)):
-                    s.filters.append(AttrFilter(kind, tuple(m[1]), negate))  # type: ignore[arg-type]
-                    self.i += m[0]
-                    negate = False
-                    if self._peek() in SKIP_WORDS:
-                        self.i += 1
-                    break
-            else:
-                m = self._match(_POS)
-                if m and self._peek(m[0]) not in ("of",):
-                    _add_position(s, str(m[1]), negate)
-                    self.i += m[0]
-                    negate = False
-                    if self._peek() in ("side", "hand", "most"):
-                        self.i += 1
-                    continue
-                if w in SKIP_WORDS and s.filters:
-                    self.i += 1
-                    continue
+            if not any(kind.handler(self, s, st) is not None for kind in PREMODIFIERS):
                 return
-            continue
+
+    # ---- pre-modifier phrase kinds (registered in PREMODIFIERS, in precedence order) --------------
+    # Each returns GO_ON when it read words at the cursor, None when they are not its kind.
+
+    def _pre_quote(self, s: _Spec, st: "_PreState"):
+        q = _quote_index(self.toks[self.i])
+        if q is None:
+            return None
+        s.filters.append(TextFilter(self.quotes[q], st.negate, q not in self.soft))  # the "EXIT" sign
+        st.negate = False
+        self.i += 1
+        return GO_ON
+
+    def _pre_determiner(self, s: _Spec, st: "_PreState"):
+        w = self._peek()
+        if w in DETERMINERS:
+            self.i += 1
+            return GO_ON
+        if w in PLURAL_DETERMINERS:
+            s.plural = True
+            self.i += 1
+            return GO_ON
+        return None
+
+    def _pre_quantifier(self, s: _Spec, st: "_PreState"):
+        m = self._match(_QUANTS)
+        if not m:
+            return None
+        s.quantity = m[1]  # type: ignore[assignment]
+        self.i += m[0]
+        return GO_ON
+
+    def _pre_count(self, s: _Spec, st: "_PreState"):
+        w = self._peek()
+        m = self._match(_NUMBERS)
+        if m and not (w == "one" and self._head_position(self.i + 1)):
+            s.count = int(m[1])  # type: ignore[arg-type]
+            self.i += m[0]
+            if self._peek() == "of":
+                self.i += 1
+            return GO_ON
+        if _count(w) and self._peek(1) not in ("", ",", "and"):
+            s.count = int(w)
+            self.i += 1
+            return GO_ON
+        return None
+
+    def _pre_negation(self, s: _Spec, st: "_PreState"):
+        if self._peek() in ("non", "not", "no") and self._peek(1) and self._is_premod(self.i + 1):
+            st.negate = True
+            self.i += 1
+            return GO_ON
+        return None
+
+    def _pre_joiner(self, s: _Spec, st: "_PreState"):
+        w = self._peek()
+        if w in ("and", "or", ",") and (st.last_colour is not None or s.filters) and self._is_premod(self.i + 1):
+            st.joiner = w
+            self.i += 1
+            return GO_ON
+        return None
+
+    def _pre_colour(self, s: _Spec, st: "_PreState"):
+        w = self._peek()
+        if w in COLOUR_MODS and self._match(_COLOURS, self.i + 1):
+            self.i += 1  # "light blue" is blue
+            return GO_ON
+        m = self._match(_COLOURS)
+        if not m:
+            return None
+        colour = str(m[1])
+        self.i += m[0]
+        if w == "orange" and self._head_position(self.i) and not s.head:
+            s.head.append("orange")  # "the orange": the fruit (its colour is orange too)
+            s.filters.append(NounFilter("orange", head="orange"))
+        if st.joiner == "or" and st.last_colour is not None and not st.negate:
+            idx = s.filters.index(st.last_colour)
+            st.last_colour = AttrFilter("colour", st.last_colour.values + (colour,), st.last_colour.negated)
+            s.filters[idx] = st.last_colour
+        else:
+            st.last_colour = AttrFilter("colour", (colour,), st.negate)
+            s.filters.append(st.last_colour)
+        st.negate, st.joiner = False, ""
+        if self._peek() in ("coloured", "colour", "toned", "hued"):
+            self.i += 1
+        return GO_ON
+
+    def _pre_superlative(self, s: _Spec, st: "_PreState"):
+        m = self._match(_SUPS)
+        if not m:
+            return None
+        key, desc = m[1]  # type: ignore[misc]
+        word = " ".join(t.w for t in self.toks[self.i : self.i + m[0]])
+        self.i += m[0]
+        rank = s.rank or 1
+        s.order = Order(key, desc if rank > 0 else not desc, abs(rank), 1, f"{s.rank_word + ' ' if s.rank_word else ''}{word}")
+        s.rank = None
+        self._skip_of_the()  # "the largest of the (three) cups"
+        return GO_ON
+
+    def _pre_comparative(self, s: _Spec, st: "_PreState"):
+        w = self._peek()
+        if w in COMPARATIVE_ORDER and self._peek(1) != "than" and (w in _V.SIZE_COMPARATIVES or self._peek(1) == "of"):
+            # "the larger of the two balls", "the bigger green disc": the most so among the candidates
+            key, desc = COMPARATIVE_ORDER[w]
+            s.order = Order(key, desc, 1, 1, w)
+            self.i += 1
+            self._skip_of_the()
+            return GO_ON
+        return None
+
+    def _pre_middle(self, s: _Spec, st: "_PreState"):
+        if self._peek() == "middle" and self._peek(1) not in ("left", "right", "top", "bottom", "of", "") \
+                and not self._head_position(self.i + 1):
+            s.order = Order("x", False, 0, 1, "middle")  # "the middle box": the middle one, left to right
+            self.i += 1
+            return GO_ON
+        return None
+
+    def _pre_ordinal(self, s: _Spec, st: "_PreState"):
+        w = self._peek()
+        if w not in ORDINALS:
+            return None
+        s.rank, s.rank_word = ORDINALS[w], w
+        self.i += 1
+        return GO_ON
+
+    def _pre_gradable(self, s: _Spec, st: "_PreState"):
+        """Size, shape, brightness and texture adjectives."""
+        w = self._peek()
+        for kind, table in (("size", _SIZES), ("shape", _SHAPES), ("brightness", _BRIGHT), ("texture", _TEXTURES)):
+            m = self._match(table)
+            if m and not (kind == "brightness" and w in ("light",)):
+                s.filters.append(AttrFilter(kind, tuple(m[1]), st.negate))  # type: ignore[arg-type]
+                self.i += m[0]
+                st.negate = False
+                if self._peek() in SKIP_WORDS:
+                    self.i += 1
+                return GO_ON
+        return None
+
+    def _pre_position(self, s: _Spec, st: "_PreState"):
+        m = self._match(_POS)
+        if not m or self._peek(m[0]) in ("of",):
+            return None
+        _add_position(s, str(m[1]), st.negate)
+        self.i += m[0]
+        st.negate = False
+        if self._peek() in ("side", "hand", "most"):
+            self.i += 1
+        return GO_ON
+
+    def _pre_skip(self, s: _Spec, st: "_PreState"):
+        if self._peek() in SKIP_WORDS and s.filters:
+            self.i += 1  # "red coloured", "round shaped"
+            return GO_ON
+        return None
 
     def _skip_of_the(self) -> None:
         """After a superlative: skips "of the", "of all the", "of these two" (the set it ranks)."""
@@ -1101,6 +1151,15 @@ class _PostState:
     start: int = 0  # cursor where the current word began
 
 
+@dataclass
+class _PreState:
+    """Pre-modifier reading state of one noun phrase (lives for one _premods call)."""
+
+    negate: bool = False  # "non"/"not" before an adjective
+    last_colour: AttrFilter | None = None  # "red or blue": the colour an "or" extends
+    joiner: str = ""
+
+
 @dataclass(frozen=True)
 class PhraseKind:
     """One kind of post-modifier phrase: ``handler(run, spec, state)`` -> GO_ON / STOP / None."""
@@ -1110,8 +1169,8 @@ class PhraseKind:
     handler: object
 
 
-def _registry(*kinds: tuple[str, int]) -> tuple[PhraseKind, ...]:
-    out = [PhraseKind(name, prec, getattr(_ParseRun, f"_pm_{name}")) for name, prec in kinds]
+def _registry(prefix: str, *kinds: tuple[str, int]) -> tuple[PhraseKind, ...]:
+    out = [PhraseKind(name, prec, getattr(_ParseRun, f"{prefix}{name}")) for name, prec in kinds]
     if len({k.precedence for k in out}) != len(out):
         raise AssertionError("phrase kinds need distinct precedences")
     return tuple(sorted(out, key=lambda k: k.precedence))
@@ -1122,8 +1181,18 @@ def _registry(*kinds: tuple[str, int]) -> tuple[PhraseKind, ...]:
 # <np>" (relation), "closest to the top edge" (distance) before "to ..." (purpose). A new kind of
 # phrase is one _pm_<name> method plus one line here.
 POSTMODIFIERS: tuple[PhraseKind, ...] = _registry(
+    "_pm_",
     ("outside", 0), ("punctuation", 10), ("conjunction", 20), ("relative", 30), ("copula", 40), ("negation", 50),
     ("quote", 60), ("except", 70), ("text", 80), ("posture", 85), ("holes", 90), ("ordinal_direction", 100),
     ("position", 110), ("distance", 120), ("comparative", 130), ("relation", 140), ("with", 150), ("purpose", 160),
     ("clause_adjectives", 170), ("generic_words", 180), ("rest", 1000),
+)
+# Pre-modifiers, the same way (one _pre_<name> method + one line): e.g. a quoted label before
+# determiners, colours before sizes ("orange" the colour, "light blue" the shade), superlatives
+# and comparatives before ordinals, the gradable adjectives before positions ("top" as a row).
+PREMODIFIERS: tuple[PhraseKind, ...] = _registry(
+    "_pre_",
+    ("quote", 10), ("determiner", 20), ("quantifier", 30), ("count", 40), ("negation", 50), ("joiner", 60),
+    ("colour", 70), ("superlative", 80), ("comparative", 90), ("middle", 100), ("ordinal", 110), ("gradable", 120),
+    ("position", 130), ("skip", 140),
 )
