@@ -94,6 +94,7 @@ class GearSegNode(LifecycleNode):
         self._scene = None
         self._sync = ApproximateSync()
         self._last_depth = -1e9
+        self._depth_period = 0.1  # s
         self._active = False
         self._state_name = "unconfigured"
         self._queue: RequestQueue | None = None
@@ -318,7 +319,10 @@ class GearSegNode(LifecycleNode):
             self.get_logger().warning(f"dropped depth message: {exc}")
             return
         self._inc("depth_frames", 1)
-        self._last_depth = _now()
+        now = _now()
+        if 0 < now - self._last_depth < 5.0:  # the depth stream's frame period (moving average)
+            self._depth_period = 0.8 * self._depth_period + 0.2 * (now - self._last_depth)
+        self._last_depth = now
         self._sync.add_depth(stamp_seconds(msg.header.stamp), depth)
 
     def _on_info(self, msg: CameraInfo) -> None:
@@ -435,10 +439,14 @@ class GearSegNode(LifecycleNode):
                         {"request_id": treq["id"], "query": treq["query"], "mode": "stopped",
                          "reason": f"tracking failed: {exc}", "targets": []})))
 
+    def _depth_live(self) -> bool:
+        """A depth stream is running: its last frame came within 3 of its periods (0.25..1 s)."""
+        return _now() - self._last_depth <= min(1.0, max(0.25, 3 * self._depth_period))
+
     def _depth_pending(self, header) -> bool:
-        """True while a live depth stream (a depth frame within the last second) has not delivered
+        """True while a live depth stream (see ``_depth_live``) has not delivered
         the depth frame for this colour frame (they come on separate subscriptions)."""
-        if _now() - self._last_depth > 1.0:
+        if not self._depth_live():
             return False
         return self._sync.match(stamp_seconds(header.stamp), None).depth is None
 
@@ -483,7 +491,7 @@ class GearSegNode(LifecycleNode):
         timings: dict[str, float] = {"queue": (t_start - req.received) * 1e3}
         try:
             depth, K = self._frame_inputs(header, rgb, wait=True)
-            no_depth_note = "" if depth is not None or _now() - self._last_depth > 1.0 else \
+            no_depth_note = "" if depth is not None or not self._depth_live() else \
                 f"no depth frame matched this colour frame within depth_wait ({self._p('depth_wait')} s): answered without 3D"
             key = (seq, depth is not None)
             self._feedback(req, "perceiving")
