@@ -543,7 +543,7 @@ class GearSegNode(LifecycleNode):
     def _target_info(self, mask: np.ndarray, region, depth, K) -> dict:
         """id, box, score, mask and (with depth) 3D centroid / box / points in the camera frame."""
         info: dict[str, Any] = {"id": int(region.id) if region is not None else -1, "mask": mask,
-                                "bbox": [float(v) for v in (region.bbox if region is not None else rm_bbox(mask))],
+                                "bbox": [float(v) for v in (region.bbox if region is not None else _mask_bbox(mask))],
                                 "score": None if region is None or region.score is None else float(region.score),
                                 "centroid_3d": None, "box_3d": None, "points": None}
         geo = getattr(region, "geometry_3d", None) if region is not None else None
@@ -655,7 +655,6 @@ class GearSegNode(LifecycleNode):
         self._inc("tracked_frames", 1)
         if r.mode == "deduced":
             self._inc("rededuced", 1)
-        regions = {t.region_id: None for t in r.targets}
         if r.answer is not None:
             self._scene = None  # the tracker perceived this frame itself
         targets = []
@@ -663,7 +662,6 @@ class GearSegNode(LifecycleNode):
             info = self._target_info(t.mask, None, depth, K)
             info.update(id=t.region_id, bbox=list(t.bbox), track_id=t.track_id)
             targets.append(info)
-        del regions
         mask = r.mask if r.mask is not None else np.zeros(rgb.shape[:2], bool)
         self._publish_outputs(header, rgb, None, None, mask, targets, depth, K, label=treq["query"])
         frame = {"stamp": {"sec": header.stamp.sec, "nanosec": header.stamp.nanosec}, "frame_id": header.frame_id}
@@ -706,7 +704,8 @@ class GearSegNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-def rm_bbox(mask: np.ndarray) -> list[float]:
+def _mask_bbox(mask: np.ndarray) -> list[float]:
+    """XYWH pixels of a bool mask (zeros when empty)."""
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         return [0.0, 0.0, 0.0, 0.0]
