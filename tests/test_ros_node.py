@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -48,7 +49,8 @@ def ros():
     pipeline = GatedGearSeg.from_config("default", {"describe.ocr": "false"})
     from rclpy.parameter import Parameter
 
-    node = GearSegNode(pipeline=pipeline, parameter_overrides=[Parameter("max_queue", value=4),
+    ns = f"/test_{uuid.uuid4().hex[:8]}"  # concurrent runs on one host do not talk to each other
+    node = GearSegNode(pipeline=pipeline, namespace=ns, parameter_overrides=[Parameter("max_queue", value=4),
                                                               Parameter("warmup", value=False),
                                                               Parameter("warmup_llm", value=False),
                                                               Parameter("publish_cloud", value=True)])
@@ -56,7 +58,7 @@ def ros():
     ex.add_node(node)
     spin = threading.Thread(target=ex.spin, daemon=True)
     spin.start()
-    client = GearSegClient()
+    client = GearSegClient(namespace=ns)
     client.spin_in_background()
     masks = client.subscribe(Image, "mask")
     overlays = client.subscribe(Image, "overlay")
@@ -166,7 +168,7 @@ def test_burst_every_request_answered_or_rejected_and_lifecycle_answers_meanwhil
     try:
         ids = [client.send_request("the red object", max_frame_age=30.0) for _ in range(12)]
         time.sleep(0.5)
-        get_state = client.create_client(GetState, "/gear_edge/get_state")
+        get_state = client.create_client(GetState, f"{node.get_namespace()}/gear_edge/get_state")
         assert get_state.wait_for_service(10)
         t0 = time.perf_counter()
         fut = get_state.call_async(GetState.Request())
