@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import sys
 import time
@@ -397,12 +398,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in STAGES:
         if name in args.skip:
             continue
-        t0 = time.perf_counter()
+        t0, c0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()[0]
         try:
             result["stages"][name] = runners[name]()
         except Exception as exc:  # one stage failing (a missing package) never loses the others' numbers
             result["stages"][name] = {"error": f"{type(exc).__name__}: {exc}"}
-        result["stages"][name]["wall_s"] = round(time.perf_counter() - t0, 1)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        # how much of the machine this stage got: CPU seconds of all our threads per wall second
+        # (THREADS = full use); the load average says how many others wanted the cores too
+        result["stages"][name].update({"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                                       "effective_cores": round(cpu / max(wall, 1e-9), 2),
+                                       "loadavg_1min": [round(load0, 1), round(os.getloadavg()[0], 1)]})
         print(f"{name}: {result['stages'][name]}", flush=True)
         write_json(Path(args.out), result)
     return 0

@@ -117,6 +117,7 @@ def run_pipeline_bench(config: str, overrides: dict, images: list[str], queries:
     from gear_edge.pipeline import GearSeg
 
     gs = GearSeg.from_config(config, overrides)
+    loads = [r.to_dict() for r in gs.load()]  # every model now: load ms, RSS growth, engines per component
     llm = llm_timings(gs)  # first: the load is measured cold
     stages: dict[str, list[float]] = {}
     loop = {"perceive": [], "ask_cold": [], "ask_warm": [], "segment_total": []}
@@ -161,6 +162,7 @@ def run_pipeline_bench(config: str, overrides: dict, images: list[str], queries:
         "stages": {k: _pct(v) for k, v in stages.items()},
         "tokens": {k: _mean_or_none(v) for k, v in tokens.items()},
         "model_hashes": _model_hashes(gs),
+        "model_loads": loads,
         "llm": llm,
         "peak_rss_mb": _peak_rss_mb(),
     }

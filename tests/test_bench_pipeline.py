@@ -29,6 +29,8 @@ def test_bench_writes_loop_stages_versions_and_model_hashes(tmp_path):
     assert all(len(m["sha256"]) == 64 for m in pipe["model_hashes"])
     assert result["machine"]["versions"]["numpy"]
     assert pipe["peak_rss_mb"] > 0
+    loads = {r["component"]: r for r in pipe["model_loads"]}  # GearSeg.load(): every model, time + memory
+    assert {"segmenter", "deducer"} <= set(loads) and all(r["load_ms"] >= 0 for r in loads.values())
     llm = pipe["llm"]  # the deducer LLM: load, a new phrase, the same phrase again from the cache
     if "skipped" not in llm:
         assert llm["load_ms"] > 0 and llm["new_phrase_ms"] > 0 and llm["cached"] is True
