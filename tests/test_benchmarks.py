@@ -30,3 +30,19 @@ def test_bench_masks_quick(tmp_path):
         assert entry["ratio_1_thread"] > 0
         assert isinstance(entry["targets_met"], bool)
     assert isinstance(data["all_targets_met"], bool)
+
+
+def test_bench_scene_smoke(tmp_path):
+    """bench_scene on one held-out scene (RGB and exact masks + depth): the report's fields exist."""
+    out = tmp_path / "scene.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_scene.py"), "--scenes", "1", "--configs", "rgb", "exact_rgbd",
+         "--timing-scenes", "1", "--timing-repeats", "1", "--overlays", "", "--plot", "", "--out", str(out)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    data = json.loads(out.read_text())
+    rgb, ex = data["configs"]["rgb"], data["configs"]["exact_rgbd"]
+    assert ex["recall@0.5"] == 1.0 and 0.0 <= rgb["recall@0.5"] <= 1.0
+    assert ex["centroid_error_m"]["n"] >= 1 and ex["plane_error_mm"]["mean"] >= 0
+    assert set(rgb["end_to_end"]["per_category"]) >= {"support"}
+    assert data["timing"]["rgb_over_previous"] > 0 and data["timing"]["rgbd_over_rgb"] > 0

@@ -87,7 +87,9 @@ def test_rgbd_segmentation_roles_and_3d(table_scene):
     assert [g.role for g in scene.regions] == ["object"] * 6 + ["support"]
     can = scene.regions[4].geometry_3d
     assert np.linalg.norm(np.asarray(can.centroid_m) - r.centers_cam[4]) < 0.01
-    assert abs(can.height_above_support_m - 0.1) < 0.01 and scene.regions[4].attributes["height_m"] == can.height_above_support_m
+    assert abs(can.height_above_support_m - 0.1) < 0.01 and abs(scene.regions[4].attributes["height_m"] - 0.1) < 0.01
+    ball = scene.regions[1]  # on the box: its top 13 cm above the table, itself 5 cm tall (seen: its upper part)
+    assert abs(ball.geometry_3d.height_above_support_m - 0.13) < 0.01 and ball.attributes["height_m"] < 0.06
     assert abs(can.distance_m - np.linalg.norm(r.centers_cam[4])) < 0.01
     rels = {(x.subject, x.predicate, x.object) for x in scene.relations}
     assert (1, "on_top_of", 0) in rels and (3, "inside", 2) in rels
@@ -134,4 +136,8 @@ def test_perceive_depth_errors_and_holes(table_scene):
     assert '"geometry_3d"' in js and '"role": "support"' in js
     ans = gs.ask(scene, "the green object")
     assert ans.targets == [4] and np.linalg.norm(np.asarray(ans.centroid_3d) - r.centers_cam[4]) < 0.01
+    # 3D in deduction: the green can (10 cm) is the tallest thing; not the labelled white box (6 cm
+    # tall, larger in the image), nor the ball lying on the red box (its top is higher)
+    assert gs.ask(scene, "the tallest object").targets == [4]
+    assert scene.regions[5].attributes["height_m"] == pytest.approx(0.06, abs=0.01)
     assert cv2 is not None

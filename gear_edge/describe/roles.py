@@ -11,8 +11,9 @@ Evidence, from masks and colour alone (:func:`assign_roles`):
   regions lie in its outline (its holes) or against it. Its fragments (other planks, the table seen
   through a ring's hole, shadow rims) are support too: regions of the support's colour (or its
   chromaticity, darker) that touch the support or fill a hole of another region.
-* **background**: large regions along the image's top edge, above the support in the image
-  (walls, the floor behind the table) and not in its outline.
+* **background**: large regions not in the support's outline that run along the image's top edge
+  above the support (walls, the floor behind the table) or along a long stretch of the image
+  border (the floor in front of the table).
 * **object**: everything else.
 
 With depth (:func:`roles_from_depth`) the evidence is geometric: support = points on the fitted
@@ -33,9 +34,10 @@ from gear_edge.types import RLE
 GRID_SIDE = 160  # roles are decided on masks sampled to at most this side
 MIN_SUPPORT_FRAC = 0.06  # a support covers at least this fraction of the image
 HOST_RING = 0.4  # region j rests against i when i holds this much of the ring around j
-SUPPORT_DE = 14.0  # Lab distance (L weighted 0.5) within which a fragment has the support's colour
+SUPPORT_DE = 14.0  # Lab distance within which a fragment has the support's colour
 SHADOW_CHROMA = 0.03  # rg-chromaticity distance of a darker region that reads as the support in shadow
 MIN_BACKGROUND_FRAC = 0.04
+BACKGROUND_BORDER = 0.15  # ... or any such region running along this fraction of the image border (floor in front)
 ABOVE_PLANE_M = 0.012  # depth: an object's points stand at least this far above the support plane
 ON_PLANE_M = 0.012  # depth: a support point lies within this distance of the plane
 
@@ -59,11 +61,6 @@ def _mean_colours(image: np.ndarray, grid: np.ndarray, k: int) -> tuple[np.ndarr
     flat = grid.reshape(len(grid), -1).astype(np.float64)
     cnt = np.maximum(flat.sum(1, keepdims=True), 1.0)
     return flat @ lab / cnt, flat @ chrom / cnt
-
-
-def _colour_dist(a: np.ndarray, b: np.ndarray) -> float:
-    d = a - b
-    return float(math.sqrt((0.5 * d[0]) ** 2 + d[1] ** 2 + d[2] ** 2))
 
 
 def region_context(grid: np.ndarray) -> dict[str, np.ndarray]:
@@ -137,8 +134,12 @@ def assign_roles(image: np.ndarray, rles: Sequence[RLE]) -> list[str]:
             against = sum(ring[i, j] for i in support)
             in_other_hole = any(in_hole[i, j] >= 0.8 for i in range(n) if i not in support and roles[i] == "object")
             ref = max(support, key=lambda i: frac[i])
-            near_colour = _colour_dist(lab[j], lab[ref]) <= SUPPORT_DE
-            shadow = lab[j][0] < lab[ref][0] - 3 and float(np.hypot(*(chrom[j] - chrom[ref]))) <= SHADOW_CHROMA
+            near_colour = float(np.linalg.norm(lab[j] - lab[ref])) <= SUPPORT_DE
+            # a shadow: the support's chromaticity, darker, lying against the support *and* against
+            # the object casting it (a dark object alone on a grey table is not one)
+            by_object = sum(ring[i, j] for i in range(n) if i not in support and roles[i] == "object")
+            shadow = (lab[j][0] < lab[ref][0] - 3 and float(np.hypot(*(chrom[j] - chrom[ref]))) <= SHADOW_CHROMA
+                      and by_object >= 0.1)
             if (near_colour and (against >= 0.3 or in_other_hole)) or (shadow and against >= 0.5 and frac[j] < frac[ref]):
                 roles[j] = "support"
                 support.add(j)
@@ -147,9 +148,9 @@ def assign_roles(image: np.ndarray, rles: Sequence[RLE]) -> list[str]:
     # behind the table) that do not lie in its outline
     s_cy = float(np.average([ctx["cy"][i] for i in support], weights=[frac[i] for i in support]))
     for j in range(n):
-        if roles[j] != "object" or frac[j] < MIN_BACKGROUND_FRAC or ctx["top_cover"][j] < 0.3:
+        if roles[j] != "object" or frac[j] < MIN_BACKGROUND_FRAC or any(in_hole[i, j] >= 0.5 for i in support):
             continue
-        if ctx["cy"][j] < s_cy and not any(in_hole[i, j] >= 0.5 for i in support):
+        if (ctx["top_cover"][j] >= 0.3 and ctx["cy"][j] < s_cy) or border[j] >= BACKGROUND_BORDER:
             roles[j] = "background"
     return roles
 

@@ -122,6 +122,12 @@ def _on_support(points: np.ndarray, rot: np.ndarray, hull: np.ndarray) -> float:
     return float(np.mean(inside))
 
 
+def _median(v: np.ndarray) -> float:
+    """Median of the finite values (NaN when none: comparisons with it are False)."""
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else float("nan")
+
+
 def _chroma(image: np.ndarray) -> np.ndarray:
     rgb = image.astype(np.float32)
     return rgb[..., :2] / np.maximum(rgb.sum(-1, keepdims=True), 1.0)
@@ -188,7 +194,7 @@ def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntri
                     # an enclosed piece flush with its surround is print on it; one standing higher
                     # or sunk lower is a thing of its own (a ball in a ring's hole, a cup's contents)
                     hw_ = hgt[win]
-                    if cnt >= prm.min_object_px and abs(float(np.nanmedian(hw_[pm])) - float(np.nanmedian(hw_[ring & target[0]]))) > prm.flush_m:
+                    if cnt >= prm.min_object_px and abs(_median(hw_[pm]) - _median(hw_[ring & target[0]])) > prm.flush_m:
                         target = None
             if target is None:
                 groups.append([pm.copy(), cnt, ch])
@@ -303,8 +309,9 @@ def attach_3d(scene: Scene, depth_m: np.ndarray, intrinsics: CameraIntrinsics, p
               *, roles_from_depth_too: bool = True) -> None:
     """Gives a described scene its 3D: the support plane (fitted when not given), roles from depth
     (when ``roles_from_depth_too`` and a plane exists), each region's Geometry3D, the attributes
-    ``height_m`` (top above the support) and ``distance_m`` (camera to centroid), and support
-    relations decided by height (``gear_edge.describe.geometry.refine_support_relations``)."""
+    ``height_m`` (an object's own height: its box along the plane normal), ``top_above_support_m``
+    and ``distance_m`` (camera to centroid), and support relations decided by height
+    (``gear_edge.describe.geometry.refine_support_relations``)."""
     if plane is None:
         plane = fit_support_plane(depth_m, intrinsics)
     heights = region_heights(scene.regions, depth_m, intrinsics, plane)
@@ -326,4 +333,7 @@ def attach_3d(scene: Scene, depth_m: np.ndarray, intrinsics: CameraIntrinsics, p
         if g is not None:
             r.attributes["distance_m"] = g.distance_m
             if g.height_above_support_m is not None:
-                r.attributes["height_m"] = g.height_above_support_m
+                r.attributes["top_above_support_m"] = g.height_above_support_m
+                # its own height: the box's extent along the plane normal (a ball lying on a box is
+                # as tall as the ball, though its top is higher than the box's)
+                r.attributes["height_m"] = round(g.box.size[2], 4) if r.role == "object" else 0.0

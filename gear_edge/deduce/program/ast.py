@@ -49,9 +49,10 @@ RELATIONS = (
     "carries",  # the reference lies on it or inside it ("the tray with a cup on it")
 )
 # edge_*: the bbox's distance to that image border; viewer: distance to the camera (depth where the
-# regions have it, else how far the region's lowest point is from the image bottom)
+# regions have it, else how far the region's lowest point is from the image bottom); height: above
+# the support (attribute height_m, from depth) or else the bbox height in pixels
 ORDER_KEYS = ("area", "x", "y", "brightness", "elongation", "circularity", "distance", "edge_top", "edge_bottom",
-              "edge_left", "edge_right", "viewer")
+              "edge_left", "edge_right", "viewer", "height")
 
 Quantity = Literal["one", "all"]
 

@@ -600,6 +600,13 @@ class Executor:
             if o.key == "viewer":
                 d, how = view.viewer_distance(i)
                 return d
+            if o.key == "height":  # above the support with depth (m), else the image height (px)
+                hm = view.attr(i, "height_m")
+                if hm is not None:
+                    how = "height"
+                    return float(hm)
+                how = "image height"
+                return float(view.bbox(i)[3])
             return float(view.attr(i, o.key, 0.0) or 0.0)
 
         pool = [i for i in run.ids if not (o.key == "distance" and (i in refs or key(i) == math.inf))]
@@ -615,7 +622,8 @@ class Executor:
             keep = ranked[o.rank - 1 : o.rank - 1 + max(1, o.count)]
         run.keep(keep)
         ref = f" {ids_text(refs)}" if o.key == "distance" else ""
-        note = {"depth": " (by depth)", "image": " (no depth: lowest in the image is nearest)"}.get(how, "")
+        note = {"depth": " (by depth)", "image": " (no depth: lowest in the image is nearest)",
+                "height": " (height above the table, m)", "image height": " (no depth: height in the image)"}.get(how, "")
         trace.add(f"{label}{o.word or o.key}{ref}{note} of {len(pool)}: kept {ids_text(run.ids)}", run.ids)
 
 

@@ -67,6 +67,7 @@ SUPERLATIVES = {
     "brightest": ("brightness", True), "lightest": ("brightness", True), "darkest": ("brightness", False),
     "longest": ("elongation", True), "most elongated": ("elongation", True), "thinnest": ("elongation", True),
     "roundest": ("circularity", True), "most round": ("circularity", True), "most circular": ("circularity", True),
+    "tallest": ("height", True), "shortest": ("height", False),
 }
 DISTANCE_SUPERLATIVES = {"closest": False, "nearest": False, "furthest": True, "farthest": True}
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
