@@ -14,6 +14,8 @@ Evidence, from masks and colour alone (:func:`assign_roles`):
 * **background**: large regions not in the support's outline that run along the image's top edge
   above the support (walls, the floor behind the table) or along a long stretch of the image
   border (the floor in front of the table).
+  A host that what it hosts reaches below (in the image) is a backdrop they stand in front of:
+  ``background``, and the scene has no support.
 * **object**: everything else.
 
 With depth (:func:`roles_from_depth`) the evidence is geometric: support = points on the fitted
@@ -37,6 +39,7 @@ HOST_RING = 0.4  # region j rests against i when i holds this much of the ring a
 SUPPORT_DE = 14.0  # Lab distance within which a fragment has the support's colour
 SHADOW_CHROMA = 0.03  # rg-chromaticity distance of a darker region that reads as the support in shadow
 MIN_BACKGROUND_FRAC = 0.04
+BEHIND_BOTTOM = 0.05  # a host ending this much (unit height) above the lowest of its hosted regions is a backdrop
 BACKGROUND_BORDER = 0.15  # ... or any such region running along this fraction of the image border (floor in front)
 ABOVE_PLANE_M = 0.012  # depth: an object's points stand at least this far above the support plane
 ON_PLANE_M = 0.012  # depth: a support point lies within this distance of the plane
@@ -122,6 +125,12 @@ def assign_roles(image: np.ndarray, rles: Sequence[RLE]) -> list[str]:
     if not cand:
         return roles
     s = max(cand, key=lambda i: (score[i], frac[i]))
+    hosted_bottom = [ctx["bottom"][j] for j in np.flatnonzero(hosted[s]) if border[j] < 0.02]  # things, not the floor
+    if hosted_bottom and ctx["bottom"][s] < max(hosted_bottom) - BEHIND_BOTTOM:
+        # what it hosts reaches below it in the image: they stand in front of it (a portrait's
+        # backdrop, a wall), not on it; no support then
+        roles[s] = "background"
+        return roles
     roles[s] = "support"
     support = {s}
     # fragments of the support: its colour (or its chromaticity, darker: shadow) against it or in a hole
