@@ -99,9 +99,9 @@ def test_refine_support_relations_by_height():
     rels = [Relation(1, "on_top_of", 0), Relation(0, "under", 1), Relation(2, "on_top_of", 3), Relation(3, "under", 2),
             Relation(4, "inside", 5), Relation(5, "contains", 4), Relation(6, "inside", 5), Relation(5, "contains", 6)]
     # 1 rests on 0 (noise below its top); 2 sinks into the cup 3; 4 lies in the ring 5's hole (it
-    # pokes out above the rim); 6 lies on the ring's rim (all of it above)
-    spans = {0: (0.0, 0.08), 1: (0.075, 0.13), 2: (0.01, 0.04), 3: (0.0, 0.09), 4: (0.015, 0.036), 5: (0.0, 0.02),
-             6: (0.021, 0.05)}
+    # pokes out above the rim, its lower part hidden by the ring); 6 is held well above the ring
+    spans = {0: (0.0, 0.08), 1: (0.075, 0.13), 2: (0.01, 0.04), 3: (0.0, 0.09), 4: (0.022, 0.036), 5: (0.0, 0.02),
+             6: (0.05, 0.09)}
     out = {(r.subject, r.predicate, r.object) for r in refine_support_relations(rels, spans)}
     assert out == {(1, "on_top_of", 0), (0, "under", 1), (2, "inside", 3), (3, "contains", 2), (4, "inside", 5),
                    (5, "contains", 4), (6, "on_top_of", 5), (5, "under", 6)}

@@ -30,7 +30,7 @@ on a box, anything on the table); A is ``inside`` B when that hole also shows wh
 (support or background seen through a ring's hole, another region's uncovered pixels). A on the
 support is always ``on_top_of`` it. A region touching B along its own bottom quarter, above B, is
 ``on_top_of`` B too. With depth, :func:`refine_support_relations` re-decides the same pairs where
-heights are clear: all of A above B's top is ``on_top_of``; A reaching well below B's top (into a
+heights are clear: A clearly above B's top is ``on_top_of``; A reaching well below B's top (into a
 container's opening) is ``inside``.
 Directional, colour and size relations are only emitted between a region and its ``k_neighbours``
 nearest regions (by bbox gap); containment, touching, on-top-of, overlap and occlusion are emitted
@@ -378,8 +378,9 @@ def _within(works: list[_Work], i: int, j: int, roles: Sequence[str] | None) -> 
 def refine_support_relations(relations: list[Relation], spans: dict[int, tuple[float, float]]) -> list[Relation]:
     """Re-decides on_top_of / inside pairs by height where the heights are clear: ``spans`` maps a
     region id to the (low, high) heights (m) of its points above the support plane (5th / 95th
-    percentile). A pair the masks call ``inside`` becomes ``on_top_of`` when all of A is above B's
-    top (``low_A >= high_B``); one they call ``on_top_of`` becomes ``inside`` when A reaches clearly
+    percentile). A pair the masks call ``inside`` becomes ``on_top_of`` only when A is clearly above
+    B's top (``low_A >= high_B + SINK_M``: a ring hides the lower part of what lies in its hole, so
+    the seen part of it is often above the rim); one they call ``on_top_of`` becomes ``inside`` when A reaches clearly
     below B's top (``low_A < high_B - SINK_M``: the contents of a cup). Nothing rests inside the
     support or anything flat. Pairs without spans stay; inverses (under / contains) follow."""
     decided: dict[tuple[int, int], str] = {}
@@ -388,8 +389,8 @@ def refine_support_relations(relations: list[Relation], spans: dict[int, tuple[f
             lo_a, hi_b = spans[r.subject][0], spans[r.object][1]
             if hi_b <= 0.01:  # the support (or anything flat): things rest on it
                 decided[(r.subject, r.object)] = "on_top_of"
-            elif r.predicate == "inside":
-                decided[(r.subject, r.object)] = "on_top_of" if lo_a >= hi_b else "inside"
+            elif r.predicate == "inside":  # the opening seen in the masks stands, unless A is clearly above B
+                decided[(r.subject, r.object)] = "on_top_of" if lo_a >= hi_b + SINK_M else "inside"
             else:
                 decided[(r.subject, r.object)] = "inside" if lo_a < hi_b - SINK_M else "on_top_of"
     if not decided:
