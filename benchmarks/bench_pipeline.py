@@ -9,7 +9,7 @@ tokens). Per stage p50/p90 at 640x480: SAM2 encoder, prompt batches, post-proces
 batch of 8 regions, per decode step); OCR; LLM prompt evaluation and decode in both deduce modes, with
 the tokens per query. Random weights decide nothing about quality and not much about counts: SAM2's
 masks are degenerate (regions per scene are reported from the classical segmenter on photos
-instead), the captioner never emits end-of-sequence (every caption decodes ``max_new_tokens`` steps)
+instead), the random base-size captioner emits end-of-sequence at its first step (use the per-step cost)
 and the LLM's answers are grammar-bounded noise; the per-step and per-token costs are what carries
 over. Exported models are cached under ``~/.cache/gear_edge/bench`` (keyed by the exporter sources;
 nothing depends on the cache). The ``gguf`` package is looked up on ``sys.path`` and in
