@@ -52,6 +52,8 @@ captioner = "{models['captioner']}"
 providers = ["cpu"]
 [engines.captioner]
 threads = 1
+[deduce]
+program_llm = "always"  # the production path asks the LLM (the default skips SmolLM2-135M in program mode)
 """)
     return path
 
