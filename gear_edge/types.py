@@ -22,14 +22,19 @@ on: the table top, a shelf) or ``background`` (walls, floor beyond reach, anythi
 Deduction ranges over ``object`` regions unless the query names the support or the background."""
 
 
-def _vec3(v, what: str) -> tuple[float, float, float]:
+def _numbers(v, n: int, what: str, layout: str = "") -> tuple[float, ...]:
+    """``v`` as a tuple of exactly ``n`` floats, else InputError naming ``what`` (``layout``: e.g. ' [a, b, c, d]')."""
     try:
         out = tuple(float(x) for x in v)
     except (TypeError, ValueError):
-        raise InputError(f"{what} must be 3 numbers, got {v!r}") from None
-    if len(out) != 3:
-        raise InputError(f"{what} must be 3 numbers, got {len(out)}")
-    return out  # type: ignore[return-value]
+        raise InputError(f"{what} must be {n} numbers{layout}, got {v!r}") from None
+    if len(out) != n:
+        raise InputError(f"{what} must be {n} numbers{layout}, got {len(out)}")
+    return out
+
+
+def _vec3(v, what: str) -> tuple[float, float, float]:
+    return _numbers(v, 3, what)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -254,12 +259,7 @@ class Scene:
         h, w = d["image_size"]
         plane = d.get("support_plane")
         if plane is not None:
-            try:
-                plane = tuple(float(v) for v in plane)
-            except (TypeError, ValueError):
-                raise InputError(f"scene support_plane must be 4 numbers [a, b, c, d], got {plane!r}") from None
-            if len(plane) != 4:
-                raise InputError(f"scene support_plane must be 4 numbers [a, b, c, d], got {len(plane)}")
+            plane = _numbers(plane, 4, "scene support_plane", " [a, b, c, d]")
         return cls(
             image_size=(int(h), int(w)),
             regions=[Region.from_dict(r) for r in d["regions"]],
