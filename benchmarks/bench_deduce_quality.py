@@ -32,7 +32,6 @@ from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +40,7 @@ from deduce_quality_data import BACKGROUND, CATEGORIES, H, SCENES, W, BCase, BOb
 
 import gear_edge.masks as gm  # noqa: E402
 from gear_edge.describe.scene import describe_scene  # noqa: E402
+from gear_edge.synthetic import solid_mask  # noqa: E402
 from gear_edge.types import Region, Scene  # noqa: E402
 
 HAS_ROLE = "role" in {f.name for f in fields(Region)}
@@ -49,25 +49,8 @@ RANDOM_WORDS = ("volcano", "submarine", "giraffe", "trumpet", "glacier", "satell
 
 
 def _mask(o: BObj) -> np.ndarray:
-    m = np.zeros((H, W), np.uint8)
-    g = o.geom
-    if o.shape in ("rect", "stripes"):
-        x0, y0, x1, y1 = g
-        m[y0:y1, x0:x1] = 1
-    elif o.shape == "disk":
-        cv2.circle(m, (g[0], g[1]), g[2], 1, -1)
-    elif o.shape == "ring":
-        cv2.circle(m, (g[0], g[1]), g[2], 1, -1)
-        cv2.circle(m, (g[0], g[1]), g[3], 0, -1)
-    elif o.shape == "frame":
-        x0, y0, x1, y1, t = g
-        m[y0:y1, x0:x1] = 1
-        m[y0 + t : y1 - t, x0 + t : x1 - t] = 0
-    elif o.shape == "triangle":
-        cv2.fillPoly(m, [np.array(g, np.int32).reshape(-1, 2)], 1)
-    else:
-        raise ValueError(o.shape)
-    return m.astype(bool)
+    # stripes are a rectangle (the stripes are painted, not cut out)
+    return solid_mask("rect" if o.shape == "stripes" else o.shape, o.geom, H, W)
 
 
 def draw(spec: BScene) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -84,6 +84,38 @@ def disk(h: int, w: int, cx: int, cy: int, r: int) -> np.ndarray:
     return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
 
 
+def solid_mask(shape: str, geom, h: int, w: int) -> np.ndarray:
+    """bool [h, w] mask of one flat solid drawn with OpenCV, in pixels:
+
+    ``rect`` (x0, y0, x1, y1; end-exclusive) · ``disk`` (cx, cy, r) · ``ellipse`` (cx, cy, ax, ay) ·
+    ``ring`` (cx, cy, r_out, r_in) · ``frame`` (x0, y0, x1, y1, thickness) · ``triangle`` (x, y corner list).
+    """
+    m = np.zeros((h, w), np.uint8)
+    g = geom
+    if shape == "rect":
+        x0, y0, x1, y1 = g
+        m[y0:y1, x0:x1] = 1
+    elif shape == "disk":
+        cx, cy, r = g
+        cv2.circle(m, (cx, cy), r, 1, -1)
+    elif shape == "ellipse":
+        cx, cy, ax, ay = g
+        cv2.ellipse(m, (cx, cy), (ax, ay), 0, 0, 360, 1, -1)
+    elif shape == "ring":
+        cx, cy, r_out, r_in = g
+        cv2.circle(m, (cx, cy), r_out, 1, -1)
+        cv2.circle(m, (cx, cy), r_in, 0, -1)
+    elif shape == "frame":
+        x0, y0, x1, y1, t = g
+        m[y0:y1, x0:x1] = 1
+        m[y0 + t : y1 - t, x0 + t : x1 - t] = 0
+    elif shape == "triangle":
+        cv2.fillPoly(m, [np.array(g, np.int32).reshape(-1, 2)], 1)
+    else:
+        raise ValueError(f"unknown solid shape {shape!r} (rect, disk, ellipse, ring, frame, triangle)")
+    return m.astype(bool)
+
+
 def tabletop(h: int = 480, w: int = 640) -> SyntheticScene:
     """A brown table with a red box and a blue ball on it, a green horse figure, a yellow coin."""
     s = SyntheticScene(background(h, w))

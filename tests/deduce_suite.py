@@ -23,11 +23,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 import gear_edge.masks as gm
 from gear_edge.describe.scene import describe_scene
+from gear_edge.synthetic import solid_mask
 from gear_edge.types import Region, Scene
 
 H, W = 480, 640
@@ -65,30 +65,7 @@ class Case:
 
 
 def _mask(o: Obj) -> np.ndarray:
-    m = np.zeros((H, W), np.uint8)
-    g = o.geom
-    if o.shape == "rect":
-        x0, y0, x1, y1 = g
-        m[y0:y1, x0:x1] = 1
-    elif o.shape == "disk":
-        cx, cy, r = g
-        cv2.circle(m, (cx, cy), r, 1, -1)
-    elif o.shape == "ellipse":
-        cx, cy, ax, ay = g
-        cv2.ellipse(m, (cx, cy), (ax, ay), 0, 0, 360, 1, -1)
-    elif o.shape == "ring":
-        cx, cy, r_out, r_in = g
-        cv2.circle(m, (cx, cy), r_out, 1, -1)
-        cv2.circle(m, (cx, cy), r_in, 0, -1)
-    elif o.shape == "frame":
-        x0, y0, x1, y1, t = g
-        m[y0:y1, x0:x1] = 1
-        m[y0 + t : y1 - t, x0 + t : x1 - t] = 0
-    elif o.shape == "triangle":
-        cv2.fillPoly(m, [np.array(g, np.int32).reshape(-1, 2)], 1)
-    else:
-        raise ValueError(o.shape)
-    return m.astype(bool)
+    return solid_mask(o.shape, o.geom, H, W)
 
 
 def draw(spec: SceneSpec) -> tuple[np.ndarray, dict[str, np.ndarray]]:
