@@ -119,22 +119,26 @@ def test_frames_requests_3d_tracking_and_clean_exit(node_process):
     assert r["status_name"] == "OK"
     tid = r["targets"][0]["track_id"]
     stamps = {}
-    for k in range(1, 11):
-        s, d = scene(bg, k)
+    t0 = time.monotonic()
+    for k in range(1, 11 + 15):  # the box moves for 10 frames, then the camera keeps streaming for 1 s
+        s, d = scene(bg, min(k, 10))
         st = client.publish_frame(s.image, depth=d, K=K)
         stamps[(st.sec, st.nanosec)] = s.masks["box"]
-        time.sleep(1 / 15)
-    time.sleep(1.5)
+        time.sleep(max(0.0, t0 + k / 15 - time.monotonic()))
+    time.sleep(1.0)
     got = [m for m in client.tracked if (m["frame"]["stamp"]["sec"], m["frame"]["stamp"]["nanosec"]) in stamps]
-    assert len(got) >= 5, f"only {len(got)} of 10 frames tracked"
+    assert len(got) >= 10, f"only {len(got)} of 25 frames tracked"
     for m in got:
         truth_mask = stamps[(m["frame"]["stamp"]["sec"], m["frame"]["stamp"]["nanosec"])]
         assert [t["track_id"] for t in m["targets"]] == [tid]
         assert gm.iou([m["mask"]], [gm.encode(truth_mask)])[0, 0] >= 0.8
-    # 3D on tracked frames: a depth frame can arrive late over stock Fast DDS (a lost UDP fragment
-    # of a large sample waits for the writer's heartbeat); those frames are answered without 3D
+    # 3D on tracked frames: over stock Fast DDS a depth sample can arrive late (a lost UDP fragment of a
+    # large sample is repaired when the next sample's heartbeat comes, and reliable delivery holds the
+    # later ones behind it); the node then tracks the newest frame whose depth has arrived, and answers
+    # without 3D (saying so) only when none has come within depth_wait
     with3d = [m["targets"][0]["centroid_3d"] for m in got if m["targets"][0]["centroid_3d"] is not None]
-    assert len(with3d) >= 0.6 * len(got), f"{len(with3d)} of {len(got)} tracked frames have 3D"
+    assert len(with3d) >= 0.8 * len(got), f"{len(with3d)} of {len(got)} tracked frames have 3D"
+    assert all(m["message"] for m in got if m["targets"][0]["centroid_3d"] is None)
     assert all(abs(c[2] - z.mean()) < 0.01 for c in with3d)
     # 5. SIGTERM: exit 0, no traceback
     proc.send_signal(signal.SIGTERM)

@@ -13,9 +13,53 @@ from gear_edge.errors import InputError
 from gear_edge.ros.convert import depth_image_to_array
 from gear_edge.ros.params import PARAMETERS
 from gear_edge.ros.requests import Request, RequestQueue, Status, parse_topic_request
-from gear_edge.ros.sync import ApproximateSync
+from gear_edge.ros.sync import ApproximateSync, Frame, RecentFrames
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_recent_frames_answer_on_the_newest_frame_whose_depth_has_arrived():
+    rf = RecentFrames(size=4)
+    assert rf.pick(0.0, depth_expected=True, depth_wait=0.5, has_depth=lambda f: True) == (None, True)
+    for k in range(1, 7):  # 15 Hz colour: seq 1..6 arriving at 10.0 .. 10.333; only 3..6 are kept
+        rf.add(Frame(header=None, rgb=f"c{k}", stamp=100 + k / 15, arrival=10 + (k - 1) / 15, seq=k))
+    depth = {3, 4}  # depth of 5 was lost and is being repaired; 6's queues behind it (in-order delivery)
+    has = lambda f: f.seq in depth  # noqa: E731
+    newest_arrival = 10 + 5 / 15
+    f, final = rf.pick(newest_arrival + 0.01, depth_expected=True, depth_wait=0.5, has_depth=has)
+    assert (f.seq, final) == (4, True)  # one frame older, with its depth: not the newest without it
+    assert rf.pick(newest_arrival + 0.01, after_seq=4, depth_expected=True, depth_wait=0.5, has_depth=has) == (None, False)
+    f, final = rf.pick(newest_arrival + 0.5, after_seq=4, depth_expected=True, depth_wait=0.5, has_depth=has)
+    assert (f.seq, final) == (6, True)  # waited depth_wait for its own: the newest, without depth
+    depth.add(6)
+    assert rf.pick(newest_arrival + 0.01, after_seq=4, depth_expected=True, depth_wait=0.5, has_depth=has)[0].seq == 6
+    # never older than depth_wait before the newest: 3 is 0.2 s older; a request waits from when it started
+    assert rf.pick(newest_arrival, waiting_since=newest_arrival, depth_expected=True, depth_wait=0.1,
+                   has_depth=lambda f: f.seq == 3) == (None, False)
+    f, _ = rf.pick(newest_arrival + 0.11, waiting_since=newest_arrival, depth_expected=True, depth_wait=0.1,
+                   has_depth=lambda f: f.seq == 3)
+    assert f.seq == 6
+    # depth stopped while colour goes on: tracking is not starved by ever newer frames; the wait counts
+    # from the first frame after the last one answered (5 arrived 0.067 s before 6)
+    none = lambda f: False  # noqa: E731
+    assert rf.pick(10 + 4 / 15 + 0.49, after_seq=4, depth_expected=True, depth_wait=0.5, has_depth=none) == (None, False)
+    assert rf.pick(10 + 4 / 15 + 0.51, after_seq=4, depth_expected=True, depth_wait=0.5, has_depth=none)[0].seq == 6
+    assert rf.pick(newest_arrival, depth_expected=False, depth_wait=0.5, has_depth=has)[0].seq == 6  # no depth stream
+    assert rf.pick(newest_arrival, after_seq=6, depth_expected=False, depth_wait=0.5, has_depth=has) == (None, True)
+    assert rf.newest().seq == 6
+    assert RecentFrames(size=4, max_behind=1).pick(newest_arrival, waiting_since=newest_arrival, depth_expected=True,
+                                                   depth_wait=0.5, has_depth=has) == (None, True)  # empty
+    near = RecentFrames(size=4, max_behind=1)
+    for f in [Frame(None, None, 0.0, 10 + k / 15, k) for k in (3, 4, 5, 6)]:
+        near.add(f)
+    assert near.pick(10.4, waiting_since=10.4, depth_expected=True, depth_wait=0.5,
+                     has_depth=lambda f: f.seq == 4) == (None, False)  # 4 is two frames behind 6
+    assert near.pick(10.4, waiting_since=10.4, depth_expected=True, depth_wait=0.5,
+                     has_depth=lambda f: f.seq == 5)[0].seq == 5
+    rf.clear()
+    assert rf.newest() is None
+    with pytest.raises(ValueError, match="size"):
+        RecentFrames(size=0)
 
 
 def test_sync_picks_the_nearest_depth_within_slop_and_the_latest_info():

@@ -58,7 +58,7 @@ from gear_edge.ros import messages as rm
 from gear_edge.ros.convert import compressed_to_rgb, depth_image_to_array, image_to_rgb
 from gear_edge.ros.params import PARAMETERS
 from gear_edge.ros.requests import Request, RequestQueue, Status, next_id, parse_topic_request
-from gear_edge.ros.sync import ApproximateSync, stamp_seconds
+from gear_edge.ros.sync import ApproximateSync, Frame, RecentFrames, stamp_seconds
 
 try:  # the typed interface (built by scripts/setup.sh from the rosidl wheels)
     from gear_edge_msgs.action import Segment
@@ -93,6 +93,8 @@ class GearSegNode(LifecycleNode):
         self._scene_key: tuple | None = None
         self._scene = None
         self._sync = ApproximateSync()
+        self._recent = RecentFrames()  # the last colour frames, to pair with depth that comes late
+        self._depth_paired = False  # the colour frame before the newest had its depth
         self._last_depth = -1e9
         self._depth_period = 0.1  # s
         self._active = False
@@ -217,6 +219,8 @@ class GearSegNode(LifecycleNode):
         with self._lock:
             self._latest, self._scene, self._scene_key = None, None, None  # never answer on a frame from before
         self._sync.clear()
+        self._recent.clear()
+        self._depth_paired, self._last_depth, self._depth_period = False, -1e9, 0.1
         self._subs = [
             self.create_subscription(Image, p("image_topic"), self._on_image, img_qos, callback_group=self._cb_image),
             self.create_subscription(CompressedImage, p("compressed_topic"), self._on_compressed, img_qos,
@@ -251,6 +255,7 @@ class GearSegNode(LifecycleNode):
         with self._lock:
             self._latest, self._scene, self._scene_key = None, None, None
         self._sync.clear()
+        self._recent.clear()
         self._state_name = "inactive"
         return super().on_deactivate(state)
 
@@ -261,6 +266,7 @@ class GearSegNode(LifecycleNode):
         self.pipeline = None  # frees the models (ONNX sessions, the LLM)
         with self._lock:
             self._latest, self._scene = None, None
+        self._recent.clear()
         self._tracker = None
         gc.collect()
         self._state_name = "unconfigured"
@@ -292,6 +298,11 @@ class GearSegNode(LifecycleNode):
             self._frame_times.append(now)
             if -1.0 < delay < 60.0:
                 self._delays.append(delay * 1e3)
+            seq = self._frame_seq
+        prev = self._recent.newest()
+        if prev is not None:
+            self._depth_paired = self._has_depth(prev)
+        self._recent.add(Frame(header, rgb, stamp_seconds(header.stamp), now, seq))
 
     def _on_image(self, msg: Image) -> None:
         try:
@@ -443,20 +454,38 @@ class GearSegNode(LifecycleNode):
         """A depth stream is running: its last frame came within 3 of its periods (0.25..1 s)."""
         return _now() - self._last_depth <= min(1.0, max(0.25, 3 * self._depth_period))
 
-    def _depth_pending(self, header) -> bool:
-        """True while a live depth stream (see ``_depth_live``) has not delivered
-        the depth frame for this colour frame (they come on separate subscriptions)."""
-        if not self._depth_live():
-            return False
-        return self._sync.match(stamp_seconds(header.stamp), None).depth is None
+    def _depth_expected(self) -> bool:
+        """Colour frames come with depth: a depth stream is live, or the last colour frame before
+        the newest had its depth (so a pause of the whole camera does not count as depth lost)."""
+        return self._depth_live() or self._depth_paired
 
-    def _frame_inputs(self, header, rgb, wait: bool = False):
-        """(depth metres or None, CameraIntrinsics or None) synced to the colour frame; with ``wait``,
-        waits up to ``depth_wait`` seconds for a live depth stream's matching frame."""
-        if wait:
-            deadline = _now() + float(self._p("depth_wait"))
-            while self._depth_pending(header) and _now() < deadline and not self._stop.is_set():
-                time.sleep(0.005)
+    def _no_depth_note(self, depth) -> str:
+        """Why an answer has no 3D although a depth stream has been seen ("" otherwise)."""
+        if depth is not None or self._last_depth < -1e8:
+            return ""
+        if self._depth_expected():
+            return f"no depth frame matched this colour frame within depth_wait ({self._p('depth_wait')} s): answered without 3D"
+        return f"the depth stream has sent nothing for {_now() - self._last_depth:.1f} s: answered without 3D"
+
+    def _has_depth(self, frame: Frame) -> bool:
+        return self._sync.match(frame.stamp, None).depth is not None
+
+    def _pick_frame(self, after_seq: int, *, wait: bool) -> Frame | None:
+        """The colour frame to answer on (``RecentFrames.pick``): the newest one after ``after_seq``
+        whose depth has arrived, or the newest without depth after ``depth_wait`` s. ``wait``: block
+        (up to ``depth_wait`` from now) until it is decided; otherwise None while it is undecided."""
+        dw = float(self._p("depth_wait"))
+        since = _now() if wait else None
+        while True:
+            frame, final = self._recent.pick(_now(), after_seq=after_seq, waiting_since=since,
+                                             depth_expected=self._depth_expected(), depth_wait=dw,
+                                             has_depth=self._has_depth)
+            if final or not wait or self._stop.is_set():
+                return frame
+            time.sleep(0.005)
+
+    def _frame_inputs(self, header, rgb):
+        """(depth metres or None, CameraIntrinsics or None) synced to the colour frame."""
         synced = self._sync.match(stamp_seconds(header.stamp), None)
         if synced.depth is None or synced.info is None:
             return None, None
@@ -490,9 +519,11 @@ class GearSegNode(LifecycleNode):
             return
         timings: dict[str, float] = {"queue": (t_start - req.received) * 1e3}
         try:
-            depth, K = self._frame_inputs(header, rgb, wait=True)
-            no_depth_note = "" if depth is not None or not self._depth_live() else \
-                f"no depth frame matched this colour frame within depth_wait ({self._p('depth_wait')} s): answered without 3D"
+            frame = self._pick_frame(0, wait=True)  # the newest frame, or one just before it with its depth
+            if frame is not None:
+                header, rgb, seq = frame.header, frame.rgb, frame.seq
+            depth, K = self._frame_inputs(header, rgb)
+            no_depth_note = self._no_depth_note(depth)
             key = (seq, depth is not None)
             self._feedback(req, "perceiving")
             if self._scene is None or self._scene_key != key:
@@ -638,18 +669,21 @@ class GearSegNode(LifecycleNode):
 
     def _track_step(self) -> None:
         with self._lock:
-            tr, treq, latest = self._tracker, self._track_req, self._latest
-        if tr is None or latest is None or not self._pubs:
+            tr, treq = self._tracker, self._track_req
+        if tr is None or not self._pubs:
             return
-        header, rgb, arrival, seq = latest
         now = _now()
-        period = 1.0 / float(self._p("track_rate"))
-        if seq == self._track_seq or now < self._track_due:
+        if now < self._track_due:
             return
+        frame = self._pick_frame(self._track_seq, wait=False)  # None: no new frame, or its depth is due
+        if frame is None:
+            return
+        period = 1.0 / float(self._p("track_rate"))
         # the next tick is due one period after this one was due (not after now), so a 15 Hz camera
         # and a 10 Hz rate give 10 tracked frames a second, not every second frame (7.5)
-        self._track_seq, self._track_due = seq, max(self._track_due + period, now - period)
-        depth, K = self._frame_inputs(header, rgb, wait=True)
+        self._track_seq, self._track_due = frame.seq, max(self._track_due + period, now - period)
+        header, rgb = frame.header, frame.rgb
+        depth, K = self._frame_inputs(header, rgb)
         kw = {} if depth is None or not self._perceive_takes_depth() else {"depth": depth, "intrinsics": K}
         r = tr.update(rgb, **kw)
         self._inc("tracked_frames", 1)
@@ -667,8 +701,9 @@ class GearSegNode(LifecycleNode):
         frame = {"stamp": {"sec": header.stamp.sec, "nanosec": header.stamp.nanosec}, "frame_id": header.frame_id}
         import gear_edge.masks as gm
 
+        note = self._no_depth_note(depth)
         out = {"request_id": treq["id"], "query": treq["query"], "frame": frame, "mode": r.mode, "reason": r.reason,
-               "targets": [{k: v for k, v in t.items() if k not in ("mask", "points")} for t in targets],
+               "message": note, "targets": [{k: v for k, v in t.items() if k not in ("mask", "points")} for t in targets],
                "mask": gm.encode(np.asfortranarray(mask)) if mask.any() else None, "timings": r.timings}
         self._pubs["tracked"].publish(String(data=json.dumps(out)))
 

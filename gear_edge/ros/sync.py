@@ -1,4 +1,5 @@
-"""Approximate time synchronisation of colour, depth and CameraInfo by stamp (no ROS imports).
+"""Approximate time synchronisation of colour, depth and CameraInfo by stamp, and the choice of
+the colour frame to answer on (no ROS imports).
 
 ``message_filters`` is not installable from the package registries, so this is a small equivalent of
 its ``ApproximateTimeSynchronizer`` for the one case the node needs: pair each colour frame with the
@@ -80,6 +81,76 @@ class ApproximateSync:
         with self._lock:
             self._depth.clear()
             self._info.clear()
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A colour frame as the node stores it: ``stamp`` float seconds, ``arrival`` monotonic seconds,
+    ``seq`` its arrival number (1, 2, ...); ``header`` and ``rgb`` are opaque here."""
+
+    header: Any
+    rgb: Any
+    stamp: float
+    arrival: float
+    seq: int
+
+
+class RecentFrames:
+    """The last ``size`` colour frames, and which one to answer on when depth comes separately.
+
+    Colour and depth arrive on separate subscriptions, and over a reliable transport a depth sample
+    whose fragment was lost waits for its repair while later ones queue behind it (in-order
+    delivery): the newest colour frame may have no depth yet while one a frame older has. ``pick``
+    answers on the newest frame whose depth has arrived (as ``message_filters`` would emit pairs),
+    at most ``max_behind`` frames and ``depth_wait`` s older than the newest, and on the newest without depth only once the
+    caller has waited ``depth_wait``. Thread-safe.
+    """
+
+    def __init__(self, size: int = 8, max_behind: int = 2) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1 frame, got {size}")
+        if max_behind < 0:
+            raise ValueError(f"max_behind must be >= 0 frames, got {max_behind}")
+        self.max_behind = int(max_behind)
+        self._frames: deque[Frame] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, frame: Frame) -> None:
+        with self._lock:
+            self._frames.append(frame)
+
+    def newest(self) -> Frame | None:
+        with self._lock:
+            return self._frames[-1] if self._frames else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frames.clear()
+
+    def pick(self, now: float, *, after_seq: int = 0, waiting_since: float | None = None, depth_expected: bool,
+             depth_wait: float, has_depth) -> tuple[Frame | None, bool]:
+        """(frame, final). ``frame``: the newest frame after ``after_seq`` with ``has_depth(frame)``
+        among the newest ``max_behind + 1`` that arrived within ``depth_wait`` s of the newest; with no depth expected, or
+        none matched after ``depth_wait`` s of waiting, the newest. The wait counts from
+        ``waiting_since`` (monotonic s; default: the arrival of the first frame after ``after_seq``),
+        so a colour stream whose depth has stopped is answered ``depth_wait`` late, never starved.
+        ``(None, False)``: none matched yet, ask again; ``(None, True)``: no frame after ``after_seq``."""
+        with self._lock:
+            frames = [f for f in self._frames if f.seq > after_seq]
+        if not frames:
+            return None, True
+        newest = frames[-1]
+        if not depth_expected:
+            return newest, True
+        for f in reversed(frames):
+            if newest.arrival - f.arrival > depth_wait or newest.seq - f.seq > self.max_behind:
+                break
+            if has_depth(f):
+                return f, True
+        since = frames[0].arrival if waiting_since is None else waiting_since
+        if now - since >= depth_wait:
+            return newest, True
+        return None, False
 
 
 def stamp_seconds(stamp: Any) -> float:
