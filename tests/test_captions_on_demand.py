@@ -114,6 +114,10 @@ ORDERED = ["the rightmost cup", "the leftmost bottle", "the leftmost cup", "the 
            "the topmost cup", "the lowest mug", "the rightmost red cup", "the leftmost spoon", "the two leftmost cups",
            "the third mug from the right"]
 
+# one object, then a position word: the candidates in that part of the image are compared first
+SOFT = ["the cup on the left", "the mug on the right", "the cup at the bottom", "the bottle on the right",
+        "the phone in the middle"]
+
 
 @pytest.fixture(scope="module")
 def shelf():
@@ -162,7 +166,7 @@ def test_ordered_object_words_caption_in_rank_order_with_the_same_answers(shelf,
     s, names, masks, caps = shelf
     deducers = (None, None, None) if semantic else tuple(ProgramDeducer(llm=None, embedder=None) for _ in range(3))
     fewer = 0
-    for q in ORDERED + ["the mug", "the red mug", "the cup left of the book"]:
+    for q in ORDERED + SOFT + ["the mug", "the red mug", "the cup left of the book"]:
         ref_gs, ref_cap, ref_scene = _shelf_pipeline(shelf, "all", lazy=False, deducer=deducers[0])
         od_gs, od_cap, od_scene = _shelf_pipeline(shelf, "on_demand", lazy=True, deducer=deducers[1])
         all_gs, _, all_scene = _shelf_pipeline(shelf, "all", lazy=True, deducer=deducers[2])
@@ -170,11 +174,11 @@ def test_ordered_object_words_caption_in_rank_order_with_the_same_answers(shelf,
         assert lazy.targets == ref.targets, (q, [st.text for st in lazy.steps], [st.text for st in ref.steps])
         assert [st.text for st in lazy.steps] == [st.text for st in lazy_all.steps], q
         assert sum(od_cap.calls) <= sum(ref_cap.calls), q
-        if q in ORDERED[:10]:
+        if q in ORDERED[:10] or q in SOFT[:3]:
             assert lazy.targets, q
             fewer += sum(od_cap.calls) < len(names)
     assert ref_gs.ask(ref_scene, "the leftmost cup").targets == [names.index("cup1")]
-    assert fewer >= 5, fewer
+    assert fewer >= 8, fewer
 
 
 def test_lazy_order_stops_at_the_first_sure_match(shelf):

@@ -472,12 +472,17 @@ class Executor:
                    deferred: list, as_all: bool) -> str | None:
         """"order" / "best" when the phrase's one object word may be compared lazily (``_noun_lazy``),
         else None. Only phrases whose answer after the object word is a pure function of per-region
-        facts qualify: one positive object word, no gradable words or exclusions after it, and either a
-        superlative / ordinal on a geometric key (not "closest to X", not "the middle one") or, without
-        an embedder, one object asked for with no ordering."""
-        if not self.lazy or not view.has_captions or len(nouns) != 1 or nouns[0].negated or deferred or soft or excludes:
+        facts qualify: one positive object word, no exclusions after it, and either a superlative / ordinal on a
+        geometric key (not "closest to X", not "the middle one") and no gradable word, or one object
+        asked for with one positional / brightness / texture word after it ("soft"), or, without an
+        embedder, one object asked for with nothing after it ("best")."""
+        if not self.lazy or not view.has_captions or len(nouns) != 1 or nouns[0].negated or deferred or excludes:
             return None
         o = spec.order
+        if soft:  # "the cup on the left": one exact-or-most-so word whose degree is the region's own
+            g = soft[0]
+            ok = len(soft) == 1 and g.kind in ("position", "brightness", "texture") and not g.negated
+            return "soft" if ok and o is None and spec.quantity == "one" and not as_all else None
         if o is not None:
             return "order" if o.key != "distance" and o.rank >= 1 else None
         # "best" needs a compared candidate whose total no uncompared one can reach; with an embedder a
@@ -506,6 +511,11 @@ class Executor:
           rule's order); decided when the best possible-kept compared one is kept for sure and beats
           every open one and every uncompared one's best possible total. Only without an embedder
           (see ``_lazy_mode``).
+        * ``soft`` ("the cup on the left": one object asked for, then one gradable word whose degree is
+          the region's own — position, brightness, texture — that keeps the candidates exactly so when
+          any is kept): the candidates exactly so first; decided when all of them are sure and at least
+          one is kept. ``run.ids`` becomes the kept ones among them, which is what the gradable word
+          then keeps after a full comparison; the one asked for is picked among them as before.
         Steps of 4, 4, 8, 16, ... candidates (one captioner batch each). The walk does not depend on
         which captions are cached, so the chain is the same with captions on demand or all.
         """
@@ -513,7 +523,14 @@ class Executor:
         floor = PURPOSE_FLOOR if f.purpose else MATCH_FLOOR
         bound = {i: self.matcher.bound(view.regions[i]) for i in before}
         o = spec.order
-        if mode == "order":
+        exact: set[int] = set()
+        if mode == "soft":  # the regions with the gradable word's exact attribute first, then the rest
+            g = next(x for x in spec.filters if isinstance(x, AttrFilter) and x.kind in SOFT_KINDS)
+            exact = {i for i in before if self._has_attr(view, i, g)}
+            if not exact:
+                return False
+            walk = [i for i in before if i in exact] + [i for i in before if i not in exact]
+        elif mode == "order":
             vals = {i: _order_value(view, i, o)[0] for i in before}
             walk = sorted(before, key=lambda i: (-vals[i] if o.descending else vals[i], i))
             need = o.rank - 1 + max(1, o.count)
@@ -540,7 +557,12 @@ class Executor:
                     return "out"
                 return "in" if s >= top_hi - MATCH_MARGIN else "open"
 
-            if mode == "order":
+            if mode == "soft":
+                if all(i in scores for i in exact):
+                    st = {i: status(i) for i in exact}
+                    if "open" not in st.values() and "in" in st.values():
+                        decided = [i for i in walk if st.get(i) == "in"]
+            elif mode == "order":
                 kept: list[int] = []
                 for i in walk[:done]:
                     st = status(i)
@@ -569,7 +591,8 @@ class Executor:
         how = "lexical only (no sentence-embedding model)" if not self.matcher.semantic else "caption/text similarity"
         ranked = sorted(scores, key=lambda i: -scores[i])[:3]
         detail = "; ".join(f"R{i} {scores[i]:.2f}" for i in ranked)
-        order = f"in {o.word or o.key} order" if mode == "order" else "best possible first"
+        order = {"order": f"in {o.word or o.key} order" if o is not None else "", "best": "best possible first",
+                 "soft": "those with the exact attribute first"}[mode]
         trace.add(f"{label}{f.describe()} by {how} [{detail}], {done} of {len(before)} compared ({order}): kept "
                   f"{ids_text(run.ids)}; the others cannot change the answer", run.ids)
         return True
