@@ -122,6 +122,7 @@ class Tracker:
         self._prev_grey: np.ndarray | None = None
         self._since_deduce = 0
         self.stats = {"tracked": 0, "deduced": 0, "id_changes": 0}
+        self.captions_reused = 0  # regions that got a held track's caption instead of a new one
 
     # ---- public ----------------------------------------------------------------------------
 
@@ -201,6 +202,7 @@ class Tracker:
                 region.caption = t.caption
                 n += 1
         scene.meta["captions_from_tracks"] = scene.meta.get("captions_from_tracks", 0) + n
+        self.captions_reused += n
         return n
 
     def _deduce(self, image, perceive_kwargs, *, reason: str, keep_ids: bool, prediction=None,

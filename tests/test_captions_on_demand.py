@@ -201,3 +201,34 @@ def test_lexical_best_match_stops_early(shelf):
     a, ref = gs.ask(scene, "the mug"), ref_gs.ask(ref_scene, "the mug")
     assert a.targets == ref.targets == [names.index("mug2")]  # the biggest mug
     assert sum(cap.calls) < len(names), cap.calls
+
+
+def test_the_data_engine_still_captions_every_region(tmp_path):
+    """Captions on demand is the default, but the data engine's writers read every region's caption."""
+    pytest.importorskip("skimage")
+    from gear_edge.data_engine.engine import DataEngine, EngineSettings
+    from tests.data_engine_helpers import PHOTOS, write_photos
+
+    class Anything:
+        def __init__(self):
+            self.calls: list[int] = []
+
+        def caption(self, image, rles):
+            self.calls.append(len(rles))
+            return ["a thing"] * len(rles)
+
+    cap = Anything()
+    gs = GearSeg.from_config("default", {"describe.ocr": "false"}, captioner=cap)
+    assert gs.config.get("describe", "captions") == "on_demand"
+    scenes = []
+    perceive = gs.perceive
+
+    def recording(*a, **kw):
+        scenes.append(perceive(*a, **kw))
+        return scenes[-1]
+
+    gs.perceive = recording
+    write_photos(tmp_path / "images", PHOTOS[:1], width=96)
+    DataEngine(tmp_path / "images", tmp_path / "out", EngineSettings(per_class=1), pipeline=gs).run()
+    assert scenes and all(r.caption == "a thing" for s in scenes for r in s.regions)
+    assert sum(cap.calls) == sum(len(s.regions) for s in scenes)  # each region once
