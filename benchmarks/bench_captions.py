@@ -138,7 +138,7 @@ def _shift(a: np.ndarray, dx: int) -> np.ndarray:
     uncovered strip repeats the edge column (images) or is empty (masks)."""
     if dx == 0:
         return a.copy()
-    ax = a.ndim - 2 if a.dtype == bool else 1
+    ax = a.ndim - 1 if a.dtype == bool else 1  # masks [N, H, W] or [H, W]; images [H, W, 3]
     out = np.roll(a, dx, axis=ax)
     idx = [slice(None)] * a.ndim
     idx[ax] = slice(0, dx)

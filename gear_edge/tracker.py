@@ -20,7 +20,7 @@ Per target, per frame (images RGB uint8 [H, W, 3], masks bool [H, W], pixels):
 **Captions per track**: a target keeps its region's caption (``TrackedTarget.caption``, once a query
 has read it) for as long as the track holds. When the tracker perceives again while the track still
 holds (``rededuce_every``, or :meth:`Tracker.reuse_captions` on a frame perceived for another query),
-the new scene's region that the flow-predicted mask overlaps (IoU >= ``min_iou``) gets that caption
+the new scene's region that the flow-predicted mask matches (IoU >= 0.7 and >= ``min_iou``) gets that caption
 instead of being captioned again (``scene.meta["captions_from_tracks"]`` counts them). A lost track
 (association failed) is re-deduced with no caption carried over; the new target starts with its new
 region's caption. This trades exactness for cost on purpose: the reused caption is the one of the
@@ -44,6 +44,9 @@ from gear_edge.types import Answer
 
 _track_ids = itertools.count(1)
 _HIST_BINS = (30, 16)  # hue (0..180), saturation (0..256)
+# a held track hands its caption on only to a region its predicted mask matches this well (and at least
+# min_iou): a track that has drifted over two neighbours (IoU 0.5 with each) names neither
+CAPTION_IOU = 0.7
 
 
 @dataclass
@@ -183,7 +186,7 @@ class Tracker:
     def reuse_captions(self, scene: Any, image: np.ndarray) -> int:
         """Gives the regions of ``scene`` (perceived on ``image``, the frame after the last one tracked)
         the captions of the targets whose tracks hold: the region the flow-predicted mask overlaps most,
-        when IoU >= ``min_iou`` and it has no caption yet. Returns how many (also added to
+        when IoU >= max(``min_iou``, ``CAPTION_IOU``) and it has no caption yet. Returns how many (also added to
         ``scene.meta["captions_from_tracks"]``)."""
         with_caption = [t for t in self.targets if t.caption is not None]
         if not with_caption or self._prev_grey is None or not scene.regions:
@@ -198,7 +201,7 @@ class Tracker:
             ious = gm.iou([pred], rles)[0]
             k = int(np.argmax(ious))
             region = scene.regions[k]
-            if float(ious[k]) >= self.min_iou and region.caption is None:
+            if float(ious[k]) >= max(self.min_iou, CAPTION_IOU) and region.caption is None:
                 region.caption = t.caption
                 n += 1
         scene.meta["captions_from_tracks"] = scene.meta.get("captions_from_tracks", 0) + n

@@ -143,3 +143,24 @@ def test_a_held_track_keeps_its_caption_and_a_lost_one_does_not(bg):
     assert r.mode == "deduced" and "lost" in r.reason
     assert r.answer.meta["captioned_regions"] == start_calls, (cap.calls, r.answer.meta)
     assert r.targets[0].caption == "a blue cardboard box"  # ... so its old caption is not carried over
+
+
+def test_a_drifted_track_hands_its_caption_to_no_region(bg):
+    """A track whose mask has drifted off its region (IoU ~0.6, over min_iou) carries no caption."""
+    import cv2
+
+    from gear_edge.tracker import TrackedTarget
+
+    cap = ColourCaptioner()
+    gs = GearSeg.from_config("default", {"describe.ocr": "false"}, captioner=cap)
+    s = frame(bg, 0)
+    scene = gs.perceive(s.image)
+    tr = Tracker(gs)
+    tr._prev_grey = cv2.cvtColor(s.image, cv2.COLOR_RGB2GRAY)
+    ball = s.masks["ball"]
+    shifted = ball | disk(H, W, 560 - 38 - 32, 110, 28)  # the ball and a blob beside it: IoU ~0.6 with the ball
+    tr.targets = [TrackedTarget(1, 0, shifted, (0, 0, 1, 1), caption="a blue ball")]
+    assert tr.reuse_captions(scene, s.image) == 0
+    tr.targets = [TrackedTarget(1, 0, ball, (0, 0, 1, 1), caption="a blue ball")]
+    assert tr.reuse_captions(scene, s.image) == 1 and scene.meta["captions_from_tracks"] == 1
+    assert sum(r.caption == "a blue ball" for r in scene.regions) == 1
