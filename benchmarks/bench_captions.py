@@ -5,10 +5,23 @@ colours and places, exact masks given to ``perceive``), and robot-style queries 
 with several phrasings each, written before any run. Caption text comes from the scene truth
 ("a red mug": no trained captioner is available offline); the caption *cost* is real: each caption
 request also runs the exported Florence-2 base architecture (random weights, from bench_pipeline's
-cache) or the tiny random captioner on the same regions, when one is there. For every query, on a
-fresh scene each time (a cold query): regions captioned on demand vs all, the ask latency with
-captioning, and whether targets and logic chains are identical; plus one session (all queries on one
-scene, captions cached across queries).
+cache) or the tiny random captioner on the same regions, when one is there.
+
+The reference is captioning every region in ``perceive`` and comparing object words with every
+candidate (``Executor(lazy=False)``); on demand is the default: captions requested after the exact
+filters, object words compared in rank order where that fixes the answer early (``_noun_lazy``).
+
+* **cold**: every query on a fresh scene (perceive + ask): regions captioned, ask latency, whether the
+  targets equal the reference's, and whether the chain equals the one with every caption computed up
+  front (same executor; the chain does not depend on when captions were computed).
+* **ranked** (added with the lazy walk, reported apart from the cold set): object words under a
+  superlative or a position word, cold.
+* **scene session**: all cold queries asked in turn on one perceived scene (captions cached per
+  scene); the reference captions each region once.
+* **tracked session**: every cold query followed by the Tracker over ``--frames`` frames of a camera
+  panning 4 px a frame, re-deduced every ``--rededuce`` frames (perceive + ask on that frame); the
+  reference captions every region of every perceived frame; on demand a held track's region keeps
+  its caption. Identical = the same mode and target mask on every frame.
 
     python benchmarks/bench_captions.py --out results/bench_captions.json [--scenes 3]
 """
@@ -43,6 +56,9 @@ QUERIES = {
     "relation_noun": ["the mug next to the laptop", "the ball left of the box"],
     "purpose": ["something to cut paper with", "something I can drink from"],
 }
+# added with the rank-order comparison (written before it was measured); not part of the cold set above
+RANKED = ["the leftmost mug", "the biggest box", "the rightmost bottle", "the mug on the right", "the cup at the top",
+          "the smallest ball"]
 
 
 def build_scene(seed: int):
@@ -117,17 +133,48 @@ def _chain(answer) -> list[str]:
     return [re.sub(r"^LLM \((cached|\d+ tokens)\)", "LLM", s.text) for s in answer.steps]
 
 
+def _shift(a: np.ndarray, dx: int) -> np.ndarray:
+    """Image / masks moved ``dx`` pixels right along the width axis (a camera panning left); the
+    uncovered strip repeats the edge column (images) or is empty (masks)."""
+    if dx == 0:
+        return a.copy()
+    ax = a.ndim - 1 if a.dtype == bool else 1  # masks [N, H, W] or [H, W]; images [H, W, 3]
+    out = np.roll(a, dx, axis=ax)
+    idx = [slice(None)] * a.ndim
+    idx[ax] = slice(0, dx)
+    if a.dtype == bool:
+        out[tuple(idx)] = False
+    else:
+        edge = [slice(None)] * a.ndim
+        edge[ax] = slice(dx, dx + 1)
+        out[tuple(idx)] = out[tuple(edge)]
+    return out
+
+
+def _summary(rows: list[dict], key_all: str, key_od: str) -> dict:
+    total_all, total_od = sum(r[key_all] for r in rows), sum(r[key_od] for r in rows)
+    return {"n": len(rows), "captioned_all": total_all, "captioned_on_demand": total_od,
+            "ratio_fewer": total_all / max(1, total_od), "identical": all(r["identical"] for r in rows)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="results/bench_captions.json")
     ap.add_argument("--scenes", type=int, default=3)
     ap.add_argument("--cost", choices=("tiny", "florence", "none"), default="tiny", help="caption cost model")
+    ap.add_argument("--frames", type=int, default=8, help="tracked session: frames after the start frame")
+    ap.add_argument("--rededuce", type=int, default=3, help="tracked session: re-deduce every N tracked frames")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: cold,ranked,session,tracked")
     args = ap.parse_args(argv)
+    skip = {p for p in args.skip.split(",") if p}
+    import gear_edge.masks as gm
     from gear_edge.pipeline import GearSeg
+    from gear_edge.tracker import Tracker
 
     cost, cost_name = real_captioner(args.cost)
     base = GearSeg.from_config("default", {"describe.ocr": "false"})
-    deducer = base.deducer  # one deducer (its LLM fills are cached per phrase) for both modes
+    deducer = base.deducer  # one deducer (its LLM fills are cached per phrase) for every mode
+    executor = deducer.executor
 
     def pipeline(masks, captions, mode):
         cap = TruthCaptioner(masks, captions, cost)
@@ -135,60 +182,109 @@ def main(argv: list[str] | None = None) -> int:
                                  captioner=cap, deducer=deducer)
         return gs, cap
 
-    rows, session = [], []
+    def cold(image, masks, captions, q, mode, lazy):
+        executor.lazy = lazy
+        gs, cap = pipeline(masks, captions, mode)
+        t0 = time.perf_counter()
+        answer = gs.ask(gs.perceive(image, masks=masks), q)
+        return answer, cap.regions, (time.perf_counter() - t0) * 1e3
+
+    rows, ranked_rows, session, tracked = [], [], [], []
     for seed in range(args.scenes):
         image, masks, captions = build_scene(1000 + seed)
         n = len(masks)
         plain = base.perceive(image, masks=masks)  # no captioner: warms the LLM's per-phrase cache
+        sets = ([] if "cold" in skip else [(rows, cat, q) for cat, qs in QUERIES.items() for q in qs]) + \
+               ([] if "ranked" in skip else [(ranked_rows, "ranked", q) for q in RANKED])
+        for out, cat, q in sets:
+            base.ask(plain, q)  # so no timed run below pays the first LLM call
+            ref, n_ref, ms_ref = cold(image, masks, captions, q, "all", lazy=False)
+            od, n_od, ms_od = cold(image, masks, captions, q, "on_demand", lazy=True)
+            up, _, _ = cold(image, masks, captions, q, "all", lazy=True)
+            out.append({"scene": seed, "category": cat, "query": q, "regions": n, "captioned_all": n_ref,
+                        "captioned_on_demand": n_od, "ms_all": ms_ref, "ms_on_demand": ms_od,
+                        "identical": ref.targets == od.targets, "same_chain_as_up_front": _chain(od) == _chain(up)})
+        if "session" not in skip:
+            executor.lazy = True
+            gs_s, cap_s = pipeline(masks, captions, "on_demand")
+            scene_s = gs_s.perceive(image, masks=masks)
+            executor.lazy = False
+            gs_r, cap_r = pipeline(masks, captions, "all")
+            scene_r = gs_r.perceive(image, masks=masks)
+            same = True
+            for qs in QUERIES.values():
+                for q in qs:
+                    executor.lazy = True
+                    a = gs_s.ask(scene_s, q)
+                    executor.lazy = False
+                    same &= a.targets == gs_r.ask(scene_r, q).targets
+            session.append({"scene": seed, "regions": n, "queries": sum(map(len, QUERIES.values())),
+                            "captioned_all": cap_r.regions, "captioned_on_demand": cap_s.regions, "identical": same})
+        if "tracked" in skip:
+            continue
+        frames = [(_shift(image, 4 * k), _shift(masks, 4 * k)) for k in range(args.frames + 1)]
         for cat, qs in QUERIES.items():
             for q in qs:
-                base.ask(plain, q)  # so neither timed run below pays the first LLM call
-                gs_all, cap_all = pipeline(masks, captions, "all")
-                t0 = time.perf_counter()
-                scene_all = gs_all.perceive(image, masks=masks)
-                a = gs_all.ask(scene_all, q)
-                all_ms = (time.perf_counter() - t0) * 1e3
-                gs_od, cap_od = pipeline(masks, captions, "on_demand")
-                t0 = time.perf_counter()
-                scene_od = gs_od.perceive(image, masks=masks)
-                b = gs_od.ask(scene_od, q)
-                od_ms = (time.perf_counter() - t0) * 1e3
-                rows.append({"scene": seed, "category": cat, "query": q, "regions": n,
-                             "captioned_all": cap_all.regions, "captioned_on_demand": cap_od.regions,
-                             "ms_all": all_ms, "ms_on_demand": od_ms,
-                             "identical": a.targets == b.targets and _chain(a) == _chain(b)})
-        gs_s, cap_s = pipeline(masks, captions, "on_demand")
-        scene_s = gs_s.perceive(image, masks=masks)
-        for qs in QUERIES.values():
-            for q in qs:
-                gs_s.ask(scene_s, q)
-        session.append({"scene": seed, "regions": n, "queries": sum(map(len, QUERIES.values())),
-                        "captioned": cap_s.regions})
-    by_cat = {}
-    for cat in QUERIES:
-        rs = [r for r in rows if r["category"] == cat]
-        by_cat[cat] = {"queries": len(rs), "captioned_all": float(np.mean([r["captioned_all"] for r in rs])),
-                       "captioned_on_demand": float(np.mean([r["captioned_on_demand"] for r in rs])),
-                       "ms_all_median": float(np.median([r["ms_all"] for r in rs])),
-                       "ms_on_demand_median": float(np.median([r["ms_on_demand"] for r in rs])),
-                       "identical": all(r["identical"] for r in rs)}
-    total_all = sum(r["captioned_all"] for r in rows)
-    total_od = sum(r["captioned_on_demand"] for r in rows)
-    summary = {"queries": len(rows), "captioned_all": total_all, "captioned_on_demand": total_od,
-               "ratio_fewer": total_all / max(1, total_od),
-               "median_ms_all": float(np.median([r["ms_all"] for r in rows])),
-               "median_ms_on_demand": float(np.median([r["ms_on_demand"] for r in rows])),
-               "identical_answers": all(r["identical"] for r in rows),
-               "session_captioned_fraction": float(np.mean([s["captioned"] / s["regions"] for s in session]))}
+                runs = {}
+                for mode, lazy in (("all", False), ("on_demand", True)):
+                    executor.lazy = lazy
+                    gs, cap = pipeline(masks, captions, mode)
+                    tr = Tracker(gs, rededuce_every=args.rededuce)
+                    seq = []
+                    for k, (img, m) in enumerate(frames):
+                        cap.truth = gm.encode(np.ascontiguousarray(m))  # this frame's truth
+                        r = tr.start(img, q, masks=m) if k == 0 else tr.update(img, masks=m)
+                        seq.append((r.mode, r.mask))
+                    runs[mode] = (cap.regions, seq, tr.stats["deduced"], tr.captions_reused)
+                (n_all, seq_a, ded, _), (n_od, seq_b, _, reused) = runs["all"], runs["on_demand"]
+                same = len(seq_a) == len(seq_b) and all(
+                    ma == mb and ((xa is None and xb is None) or (xa is not None and xb is not None and np.array_equal(xa, xb)))
+                    for (ma, xa), (mb, xb) in zip(seq_a, seq_b))
+                tracked.append({"scene": seed, "category": cat, "query": q, "regions": n, "frames": len(frames),
+                                "deduced_frames": ded, "captioned_all": n_all, "captioned_on_demand": n_od,
+                                "captions_from_tracks": reused, "identical": same})
+    executor.lazy = True
+
+    def by_category(rs):
+        out = {}
+        for cat in dict.fromkeys(r["category"] for r in rs):
+            sub = [r for r in rs if r["category"] == cat]
+            out[cat] = {**_summary(sub, "captioned_all", "captioned_on_demand"),
+                        **({"ms_all_median": float(np.median([r["ms_all"] for r in sub])),
+                            "ms_on_demand_median": float(np.median([r["ms_on_demand"] for r in sub]))} if "ms_all" in sub[0] else {})}
+            if "same_chain_as_up_front" in sub[0]:
+                out[cat]["same_chain_as_up_front"] = all(r["same_chain_as_up_front"] for r in sub)
+        return out
+
+    summary = {}
+    if rows:
+        summary["cold"] = {**_summary(rows, "captioned_all", "captioned_on_demand"),
+                           "median_ms_all": float(np.median([r["ms_all"] for r in rows])),
+                           "median_ms_on_demand": float(np.median([r["ms_on_demand"] for r in rows])),
+                           "same_chain_as_up_front": all(r["same_chain_as_up_front"] for r in rows)}
+    if ranked_rows:
+        summary["ranked"] = _summary(ranked_rows, "captioned_all", "captioned_on_demand")
+    if session:
+        summary["scene_session"] = _summary(session, "captioned_all", "captioned_on_demand")
+    if tracked:
+        summary["tracked_session"] = {**_summary(tracked, "captioned_all", "captioned_on_demand"),
+                                      "frames": sum(r["frames"] for r in tracked),
+                                      "deduced_frames": sum(r["deduced_frames"] for r in tracked)}
     out = {"benchmark": "captions on demand", "machine": machine_info(), "caption_cost_model": cost_name,
+           "args": vars(args),
            "note": "caption text from the scene truth; cost from the named captioner run on the same regions; "
                    "box shared with other jobs, latencies noisy (ratios measured side by side)",
-           "summary": summary, "by_category": by_cat, "session": session, "rows": rows}
+           "summary": summary, "cold_by_category": by_category(rows) if rows else {},
+           "tracked_by_category": by_category(tracked) if tracked else {},
+           "session": session, "rows": rows, "ranked_rows": ranked_rows, "tracked_rows": tracked}
     write_json(Path(args.out), out)
-    print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in summary.items()})
-    for cat, v in by_cat.items():
-        print(f"{cat:14s} all {v['captioned_all']:5.1f}  on demand {v['captioned_on_demand']:5.1f}  "
-              f"ms {v['ms_all_median']:7.0f} -> {v['ms_on_demand_median']:7.0f}  identical {v['identical']}")
+    for part, v in summary.items():
+        print(part, {k: (round(x, 2) if isinstance(x, float) else x) for k, x in v.items()})
+    for name in ("cold_by_category", "tracked_by_category"):
+        for cat, v in out[name].items():
+            ms = f"  ms {v['ms_all_median']:7.0f} -> {v['ms_on_demand_median']:7.0f}" if "ms_all_median" in v else ""
+            print(f"{name[:4]} {cat:14s} all {v['captioned_all']:5d}  on demand {v['captioned_on_demand']:5d}  "
+                  f"({v['ratio_fewer']:.1f}x){ms}  identical {v['identical']}")
     return 0
 
 

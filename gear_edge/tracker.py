@@ -16,6 +16,15 @@ Per target, per frame (images RGB uint8 [H, W, 3], masks bool [H, W], pixels):
    histogram matches the target's (Bhattacharyya similarity >= ``min_appearance``); otherwise the
    query is re-deduced on this frame (perceive + ask), and the re-found target keeps the track id
    when it overlaps the prediction or looks like the target, else it gets a new id.
+
+**Captions per track**: a target keeps its region's caption (``TrackedTarget.caption``, once a query
+has read it) for as long as the track holds. When the tracker perceives again while the track still
+holds (``rededuce_every``, or :meth:`Tracker.reuse_captions` on a frame perceived for another query),
+the new scene's region that the flow-predicted mask matches (IoU >= 0.7 and >= ``min_iou``) gets that caption
+instead of being captioned again (``scene.meta["captions_from_tracks"]`` counts them). A lost track
+(association failed) is re-deduced with no caption carried over; the new target starts with its new
+region's caption. This trades exactness for cost on purpose: the reused caption is the one of the
+same tracked object on an earlier frame, not a fresh caption of the new crop.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ from gear_edge.types import Answer
 
 _track_ids = itertools.count(1)
 _HIST_BINS = (30, 16)  # hue (0..180), saturation (0..256)
+# a held track hands its caption on only to a region its predicted mask matches this well (and at least
+# min_iou): a track that has drifted over two neighbours (IoU 0.5 with each) names neither
+CAPTION_IOU = 0.7
 
 
 @dataclass
@@ -48,6 +60,7 @@ class TrackedTarget:
     iou_with_prediction: float = 1.0
     appearance: float = 1.0
     centroid_3d: tuple[float, float, float] | None = None  # camera optical frame, metres (with depth)
+    caption: str | None = None  # its region's caption, kept while the track holds (None: not read yet)
     _ratio: np.ndarray | None = field(default=None, repr=False)  # appearance model (see Tracker._model)
     _fg: np.ndarray | None = field(default=None, repr=False)
 
@@ -112,6 +125,7 @@ class Tracker:
         self._prev_grey: np.ndarray | None = None
         self._since_deduce = 0
         self.stats = {"tracked": 0, "deduced": 0, "id_changes": 0}
+        self.captions_reused = 0  # regions that got a held track's caption instead of a new one
 
     # ---- public ----------------------------------------------------------------------------
 
@@ -139,7 +153,8 @@ class Tracker:
         if not self.targets:
             return self._deduce(image, perceive_kwargs, reason="no target to follow", keep_ids=True)
         if self.rededuce_every and self._since_deduce >= self.rededuce_every:
-            return self._deduce(image, perceive_kwargs, reason=f"periodic ({self.rededuce_every} frames)", keep_ids=True)
+            return self._deduce(image, perceive_kwargs, reason=f"periodic ({self.rededuce_every} frames)", keep_ids=True,
+                                reuse=True)
         t0 = time.perf_counter()
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
@@ -152,7 +167,8 @@ class Tracker:
             if iou < self.min_iou or sim < self.min_appearance:
                 failed = f"target {t.track_id} lost (IoU with prediction {iou:.2f}, appearance {sim:.2f})"
                 break
-            t2 = TrackedTarget(t.track_id, t.region_id, mask, _bbox(mask), iou, sim, _ratio=t._ratio, _fg=t._fg)
+            t2 = TrackedTarget(t.track_id, t.region_id, mask, _bbox(mask), iou, sim, caption=t.caption,
+                               _ratio=t._ratio, _fg=t._fg)
             self._adapt_model(t2, hsv)
             new.append(t2)
         if failed:
@@ -167,9 +183,37 @@ class Tracker:
 
     # ---- steps -----------------------------------------------------------------------------
 
-    def _deduce(self, image, perceive_kwargs, *, reason: str, keep_ids: bool, prediction=None) -> TrackResult:
+    def reuse_captions(self, scene: Any, image: np.ndarray) -> int:
+        """Gives the regions of ``scene`` (perceived on ``image``, the frame after the last one tracked)
+        the captions of the targets whose tracks hold: the region the flow-predicted mask overlaps most,
+        when IoU >= max(``min_iou``, ``CAPTION_IOU``) and it has no caption yet. Returns how many (also added to
+        ``scene.meta["captions_from_tracks"]``)."""
+        with_caption = [t for t in self.targets if t.caption is not None]
+        if not with_caption or self._prev_grey is None or not scene.regions:
+            return 0
+        grey = cv2.cvtColor(check_image(image), cv2.COLOR_RGB2GRAY)
+        if grey.shape != self._prev_grey.shape:
+            return 0
+        rles = [r.rle for r in scene.regions]
+        n = 0
+        for t in with_caption:
+            pred = gm.encode(self._predict(self._prev_grey, grey, t.mask))
+            ious = gm.iou([pred], rles)[0]
+            k = int(np.argmax(ious))
+            region = scene.regions[k]
+            if float(ious[k]) >= max(self.min_iou, CAPTION_IOU) and region.caption is None:
+                region.caption = t.caption
+                n += 1
+        scene.meta["captions_from_tracks"] = scene.meta.get("captions_from_tracks", 0) + n
+        self.captions_reused += n
+        return n
+
+    def _deduce(self, image, perceive_kwargs, *, reason: str, keep_ids: bool, prediction=None,
+                reuse: bool = False) -> TrackResult:
         t0 = time.perf_counter()
         scene = self.gs.perceive(image, **perceive_kwargs)
+        if reuse:  # the tracks still hold: their regions keep their captions
+            self.reuse_captions(scene, image)
         answer = self.gs.ask(scene, self.query)
         return self._associate(image, scene, answer, t0, reason=reason, keep_ids=keep_ids, prediction=prediction)
 
@@ -180,7 +224,7 @@ class Tracker:
         new: list[TrackedTarget] = []
         for rid in answer.targets:
             mask = scene.region(rid).bitmap()
-            t = TrackedTarget(-1, rid, mask, _bbox(mask))
+            t = TrackedTarget(-1, rid, mask, _bbox(mask), caption=scene.region(rid).caption)
             t._ratio, t._fg = self._model(hsv, mask)
             if keep_ids and old:  # identity: the old target this one overlaps (or resembles) most
                 preds = prediction or [o.mask for o in old]

@@ -46,3 +46,22 @@ def test_bench_scene_smoke(tmp_path):
     assert ex["centroid_error_m"]["n"] >= 1 and ex["plane_error_mm"]["mean"] >= 0
     assert set(rgb["end_to_end"]["per_category"]) >= {"support"}
     assert data["timing"]["rgb_over_previous"] > 0 and data["timing"]["rgbd_over_rgb"] > 0
+
+
+def test_bench_captions_smoke(tmp_path):
+    """bench_captions on one scene, every part, a short tracked session: every answer matches the
+    reference (captioning every region, comparing every candidate) and on demand never captions more."""
+    out = tmp_path / "captions.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_captions.py"), "--scenes", "1", "--cost", "none",
+         "--frames", "4", "--rededuce", "2", "--out", str(out)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    data = json.loads(out.read_text())
+    for part in ("cold", "ranked", "scene_session", "tracked_session"):
+        s = data["summary"][part]
+        assert s["identical"] is True, (part, s)
+        assert 0 <= s["captioned_on_demand"] <= s["captioned_all"], (part, s)
+    assert data["summary"]["cold"]["same_chain_as_up_front"] is True
+    assert set(data["cold_by_category"]) == {"colour", "position", "relation", "noun", "colour_noun", "position_noun",
+                                             "relation_noun", "purpose"}

@@ -96,3 +96,139 @@ def test_direct_mode_and_unknown_ids(setup):
         scene.captions([99])
     with pytest.raises(InputError, match="captions"):
         GearSeg.from_config("default", {"describe.captions": '"sometimes"'})
+
+
+# ---- object words compared in rank order (Executor._noun_lazy) ------------------------------------------
+
+# a shelf of look-alikes: the ordering, not the colour, tells them apart; the noun decides which count
+SHELF = [  # (name, caption, colour, x0, y0, size)
+    ("cup1", "a white cup", (235, 235, 235), 30, 240, 50), ("mug1", "a red mug", (205, 30, 30), 110, 250, 60),
+    ("cup2", "a red cup", (205, 30, 30), 200, 240, 44), ("bottle1", "a green bottle", (40, 150, 50), 270, 230, 40),
+    ("mug2", "a blue mug", (30, 70, 215), 330, 250, 66), ("cup3", "a blue cup", (30, 70, 215), 420, 245, 52),
+    ("book", "a yellow book", (235, 205, 40), 490, 240, 70), ("mug3", "a white mug", (235, 235, 235), 570, 300, 50),
+    ("cup4", "a green cup", (40, 150, 50), 60, 380, 58), ("phone", "a black phone", (25, 25, 25), 200, 390, 48),
+]
+# "the rightmost cup": the white mug further right scores 0.49 for "cup" (over the floor, under the margin of
+# a cup's 0.92), so a walk that kept the first region over the floor would answer the mug
+ORDERED = ["the rightmost cup", "the leftmost bottle", "the leftmost cup", "the rightmost mug", "the biggest mug", "the second cup from the left", "the smallest cup",
+           "the topmost cup", "the lowest mug", "the rightmost red cup", "the leftmost spoon", "the two leftmost cups",
+           "the third mug from the right"]
+
+# one object, then a position word: the candidates in that part of the image are compared first
+SOFT = ["the cup on the left", "the mug on the right", "the cup at the bottom", "the bottle on the right",
+        "the phone in the middle"]
+
+
+@pytest.fixture(scope="module")
+def shelf():
+    from gear_edge.synthetic import SyntheticScene, background, rect
+
+    s = SyntheticScene(background(480, 640))
+    s.paste("table", rect(480, 640, 5, 200, 635, 475), (125, 75, 35), seed=1)
+    for k, (name, _, colour, x, y, size) in enumerate(SHELF):
+        s.paste(name, rect(480, 640, x, y, x + size, y + int(size * 0.8)), colour, seed=10 + k)
+    names = list(s.masks)
+    caps = {"table": "a wooden table", **{n: c for n, c, *_ in SHELF}}
+    masks = np.stack([s.masks[n] for n in names])
+    return s, names, masks, caps
+
+
+class NamedCaptioner(TruthCaptioner):
+    def __init__(self, masks, caps):
+        super().__init__(masks)
+        self.caps = caps
+
+    def caption(self, image, rles):
+        self.calls.append(len(rles))
+        out = []
+        for rle in rles:
+            iou = {n: float(gm.iou([rle], [t])[0, 0]) for n, t in self.truth.items()}
+            out.append(self.caps[max(iou, key=iou.get)])
+        return out
+
+
+def _shelf_pipeline(shelf, captions: str, lazy: bool, deducer=None):
+    s, names, masks, caps = shelf
+    cap = NamedCaptioner(s.masks, caps)
+    gs = GearSeg.from_config("default", {"describe.ocr": "false", "describe.captions": f'"{captions}"'},
+                             captioner=cap, **({"deducer": deducer} if deducer is not None else {}))
+    gs.deducer.executor.lazy = lazy
+    return gs, cap, gs.perceive(s.image, masks=masks)
+
+
+@pytest.mark.parametrize("semantic", [True, False], ids=["minilm", "lexical"])
+def test_ordered_object_words_caption_in_rank_order_with_the_same_answers(shelf, semantic):
+    """Each query on a fresh scene: the lazy walk (captions on demand) gives the targets of comparing every
+    region (all captioned, full comparison), captions fewer regions on the ordered queries, and its chain
+    is the same whether the captions were computed on demand or all up front."""
+    from gear_edge.deduce.program.deducer import ProgramDeducer
+
+    s, names, masks, caps = shelf
+    deducers = (None, None, None) if semantic else tuple(ProgramDeducer(llm=None, embedder=None) for _ in range(3))
+    fewer = 0
+    for q in ORDERED + SOFT + ["the mug", "the red mug", "the cup left of the book"]:
+        ref_gs, ref_cap, ref_scene = _shelf_pipeline(shelf, "all", lazy=False, deducer=deducers[0])
+        od_gs, od_cap, od_scene = _shelf_pipeline(shelf, "on_demand", lazy=True, deducer=deducers[1])
+        all_gs, _, all_scene = _shelf_pipeline(shelf, "all", lazy=True, deducer=deducers[2])
+        ref, lazy, lazy_all = ref_gs.ask(ref_scene, q), od_gs.ask(od_scene, q), all_gs.ask(all_scene, q)
+        assert lazy.targets == ref.targets, (q, [st.text for st in lazy.steps], [st.text for st in ref.steps])
+        assert [st.text for st in lazy.steps] == [st.text for st in lazy_all.steps], q
+        assert sum(od_cap.calls) <= sum(ref_cap.calls), q
+        if q in ORDERED[:10] or q in SOFT[:3]:
+            assert lazy.targets, q
+            fewer += sum(od_cap.calls) < len(names)
+    assert ref_gs.ask(ref_scene, "the leftmost cup").targets == [names.index("cup1")]
+    assert fewer >= 8, fewer
+
+
+def test_lazy_order_stops_at_the_first_sure_match(shelf):
+    s, names, masks, caps = shelf
+    gs, cap, scene = _shelf_pipeline(shelf, "on_demand", lazy=True)
+    a = gs.ask(scene, "the leftmost cup")
+    assert [names[t] for t in a.targets] == ["cup1"]
+    assert cap.calls == [4], (cap.calls, [st.text for st in a.steps])  # the first step of the walk decides
+    assert any(f"4 of {len(names)} compared (in leftmost order)" in st.text for st in a.steps), [st.text for st in a.steps]
+
+
+def test_lexical_best_match_stops_early(shelf):
+    """Without an embedder every caption naming the head noun scores the same, so the largest one left
+    after the exact filters wins and the walk stops at it; the answer equals the full comparison."""
+    from gear_edge.deduce.program.deducer import ProgramDeducer
+
+    s, names, masks, caps = shelf
+    gs, cap, scene = _shelf_pipeline(shelf, "on_demand", lazy=True, deducer=ProgramDeducer(llm=None, embedder=None))
+    ref_gs, _, ref_scene = _shelf_pipeline(shelf, "all", lazy=False, deducer=ProgramDeducer(llm=None, embedder=None))
+    a, ref = gs.ask(scene, "the mug"), ref_gs.ask(ref_scene, "the mug")
+    assert a.targets == ref.targets == [names.index("mug2")]  # the biggest mug
+    assert sum(cap.calls) < len(names), cap.calls
+
+
+def test_the_data_engine_still_captions_every_region(tmp_path):
+    """Captions on demand is the default, but the data engine's writers read every region's caption."""
+    pytest.importorskip("skimage")
+    from gear_edge.data_engine.engine import DataEngine, EngineSettings
+    from tests.data_engine_helpers import PHOTOS, write_photos
+
+    class Anything:
+        def __init__(self):
+            self.calls: list[int] = []
+
+        def caption(self, image, rles):
+            self.calls.append(len(rles))
+            return ["a thing"] * len(rles)
+
+    cap = Anything()
+    gs = GearSeg.from_config("default", {"describe.ocr": "false"}, captioner=cap)
+    assert gs.config.get("describe", "captions") == "on_demand"
+    scenes = []
+    perceive = gs.perceive
+
+    def recording(*a, **kw):
+        scenes.append(perceive(*a, **kw))
+        return scenes[-1]
+
+    gs.perceive = recording
+    write_photos(tmp_path / "images", PHOTOS[:1], width=96)
+    DataEngine(tmp_path / "images", tmp_path / "out", EngineSettings(per_class=1), pipeline=gs).run()
+    assert scenes and all(r.caption == "a thing" for s in scenes for r in s.regions)
+    assert sum(cap.calls) == sum(len(s.regions) for s in scenes)  # each region once

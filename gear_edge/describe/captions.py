@@ -7,6 +7,11 @@ first and only then compares object words with the captions of the regions still
 asked for (``Scene.captions(ids)``) that have none yet, in one batch per request, and keeps the result
 on the Region, so later queries on the scene reuse it. ``[describe] captions = "all"`` captions every
 region during perception through the same cache (identical captions either way).
+
+Under a superlative / ordinal or one position word the executor asks in rank order, a few regions at
+a time, and stops once the answer is fixed (``gear_edge.deduce.program.executor.Executor._noun_lazy``);
+a tracked target's caption is handed to the next perceived frame's region under its predicted mask
+(``gear_edge.tracker.Tracker.reuse_captions``), so that region is not captioned again.
 """
 
 from __future__ import annotations

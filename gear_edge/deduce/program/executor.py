@@ -50,6 +50,7 @@ TEXT_FUZZ = 0.8  # OCR text matches when difflib's ratio reaches this on some wi
 MAX_STEP_IDS = 12  # ids spelled out in a step's text (``kept`` always holds all of them)
 MAX_STEPS = 48  # steps recorded per query (the rest are counted in one final step)
 SOFT_KINDS = ("size", "position", "brightness", "texture")  # gradable: the most so when none is exactly so
+LAZY_CHUNK = 4  # captions requested per step when object words are compared in rank order (_noun_lazy)
 
 
 def ids_text(ids: Sequence[int]) -> str:
@@ -170,8 +171,11 @@ class Trace:
 class Executor:
     """Executes programs on scenes. ``matcher`` scores object words (see :class:`SemanticMatcher`)."""
 
-    def __init__(self, matcher: SemanticMatcher) -> None:
+    def __init__(self, matcher: SemanticMatcher, *, lazy: bool = True) -> None:
         self.matcher = matcher
+        # lazy: compare object words with captions in rank order and stop once the answer is fixed
+        # (see _noun_lazy); False compares every candidate (the reference the tests check against)
+        self.lazy = bool(lazy)
 
     def run(self, scene: Scene, program: Program, trace: Trace | None = None) -> tuple[list[int], Trace]:
         """(target ids, sorted; the trace of steps). Pure: the scene is not modified."""
@@ -215,7 +219,10 @@ class Executor:
                 self._attr(view, run, f, trace, label)
             elif isinstance(f, RelationFilter):
                 self._relation(view, run, f, trace, label, depth)
+        lazy = self._lazy_mode(view, spec, nouns, soft, excludes, deferred, as_all)
         for f in sorted(nouns, key=lambda f: not f.negated) + deferred:
+            if lazy is not None and self._noun_lazy(view, run, f, spec, lazy, trace, label):
+                continue
             self._noun(view, run, f, trace, label, narrowing)
         singular = spec.quantity == "one" and not as_all
         for f in soft:
@@ -459,6 +466,137 @@ class Executor:
             run.add(i, 2.0 * ns.scores[i])  # object words weigh most when one region must be chosen
         trace.add(f"{label}{f.describe()} by {how} [{detail}]: kept {ids_text(run.ids)}", run.ids)
 
+    # ---- captions on demand: object words compared in rank order ---------------------------
+
+    def _lazy_mode(self, view: SceneView, spec: ObjectSpec, nouns: list[NounFilter], soft: list, excludes: list,
+                   deferred: list, as_all: bool) -> str | None:
+        """"order" / "best" when the phrase's one object word may be compared lazily (``_noun_lazy``),
+        else None. Only phrases whose answer after the object word is a pure function of per-region
+        facts qualify: one positive object word, no exclusions after it, and either a superlative / ordinal on a
+        geometric key (not "closest to X", not "the middle one") and no gradable word, or one object
+        asked for with one positional / brightness / texture word after it ("soft"), or, without an
+        embedder, one object asked for with nothing after it ("best")."""
+        if not self.lazy or not view.has_captions or len(nouns) != 1 or nouns[0].negated or deferred or excludes:
+            return None
+        o = spec.order
+        if soft:  # "the cup on the left": one exact-or-most-so word whose degree is the region's own
+            g = soft[0]
+            ok = len(soft) == 1 and g.kind in ("position", "brightness", "texture") and not g.negated
+            return "soft" if ok and o is None and spec.quantity == "one" and not as_all else None
+        if o is not None:
+            return "order" if o.key != "distance" and o.rank >= 1 else None
+        # "best" needs a compared candidate whose total no uncompared one can reach; with an embedder a
+        # caption can always score 1 (the phrase itself), so nothing short of that could stop the walk
+        # and comparing in steps would only split the captioner's batch
+        return "best" if spec.quantity == "one" and not as_all and not self.matcher.semantic else None
+
+    def _noun_lazy(self, view: SceneView, run: _Run, f: NounFilter, spec: ObjectSpec, mode: str, trace: Trace,
+                   label: str) -> bool:
+        """Compares the object word with the candidates' captions a few at a time, in rank order, and
+        stops as soon as the phrase's answer is the one comparing every candidate would give; True
+        when it decided (``run`` now holds what the rest of the phrase needs), False when it compared
+        all of them without that (the caller then runs the full ``_noun``, on cached captions).
+
+        The rule of ``_noun`` is kept exactly: a candidate is kept when its score s reaches the floor
+        and lies within ``MATCH_MARGIN`` of the best score of all candidates (top). Uncompared
+        candidates score at most ``matcher.bound`` (b), so with ``seen`` the best compared score,
+        top lies in [seen, max(seen, b of the uncompared)]: s >= floor and s >= that upper end - margin
+        is kept for sure; s < floor or s < seen - margin is out for sure; else open.
+        * ``order`` ("the leftmost cup", "the second biggest mug"): candidates in the ordering's rank
+          order; decided once the first rank + count - 1 kept ones are sure and every candidate
+          before them is sure (kept or out). ``run.ids`` becomes those kept ones, so the ordering
+          step picks the same regions as after a full comparison.
+        * ``best`` ("the mug", "the red mug"): candidates in decreasing order of the best total
+          score they could reach (their score so far + 2·b, then area, then id: the "one asked for"
+          rule's order); decided when the best possible-kept compared one is kept for sure and beats
+          every open one and every uncompared one's best possible total. Only without an embedder
+          (see ``_lazy_mode``).
+        * ``soft`` ("the cup on the left": one object asked for, then one gradable word whose degree is
+          the region's own — position, brightness, texture — that keeps the candidates exactly so when
+          any is kept): the candidates exactly so first; decided when all of them are sure and at least
+          one is kept. ``run.ids`` becomes the kept ones among them, which is what the gradable word
+          then keeps after a full comparison; the one asked for is picked among them as before.
+        Steps of 4, 4, 8, 16, ... candidates (one captioner batch each). The walk does not depend on
+        which captions are cached, so the chain is the same with captions on demand or all.
+        """
+        before = list(run.ids)
+        floor = PURPOSE_FLOOR if f.purpose else MATCH_FLOOR
+        bound = {i: self.matcher.bound(view.regions[i]) for i in before}
+        o = spec.order
+        exact: set[int] = set()
+        if mode == "soft":  # the regions with the gradable word's exact attribute first, then the rest
+            g = next(x for x in spec.filters if isinstance(x, AttrFilter) and x.kind in SOFT_KINDS)
+            exact = {i for i in before if self._has_attr(view, i, g)}
+            if not exact:
+                return False
+            walk = [i for i in before if i in exact] + [i for i in before if i not in exact]
+        elif mode == "order":
+            vals = {i: _order_value(view, i, o)[0] for i in before}
+            walk = sorted(before, key=lambda i: (-vals[i] if o.descending else vals[i], i))
+            need = o.rank - 1 + max(1, o.count)
+        else:
+            def ub(i: int) -> tuple[float, float, int]:
+                return (round(run.scores.get(i, 0.0) + 2.0 * bound[i], 6), view.area(i), -i)
+            walk = sorted(before, key=ub, reverse=True)
+        scores: dict[int, float] = {}
+        done = 0
+        decided: list[int] | None = None
+        while done < len(walk):
+            chunk = walk[done : done + max(LAZY_CHUNK, done)]  # 4, 4, 8, 16, ...: O(log n) captioner calls
+            view.need_captions(chunk)
+            scores.update(self.matcher.score([view.regions[i] for i in chunk], f.phrase, f.alternatives, f.head).scores)
+            done += len(chunk)
+            if done == len(walk):
+                break  # everything compared: the full rule decides (below, through _noun)
+            seen = max(scores.values())
+            top_hi = max(seen, max(bound[i] for i in walk[done:]))
+
+            def status(i: int) -> str:
+                s = scores[i]
+                if s < floor or s < seen - MATCH_MARGIN:
+                    return "out"
+                return "in" if s >= top_hi - MATCH_MARGIN else "open"
+
+            if mode == "soft":
+                if all(i in scores for i in exact):
+                    st = {i: status(i) for i in exact}
+                    if "open" not in st.values() and "in" in st.values():
+                        decided = [i for i in walk if st.get(i) == "in"]
+            elif mode == "order":
+                kept: list[int] = []
+                for i in walk[:done]:
+                    st = status(i)
+                    if st == "open":
+                        break
+                    if st == "in":
+                        kept.append(i)
+                        if len(kept) == need:
+                            decided = kept
+                            break
+            else:
+                def key(i: int) -> tuple[float, float, int]:
+                    return (round(run.scores.get(i, 0.0) + 2.0 * scores[i], 6), view.area(i), -i)
+                possible = [i for i in walk[:done] if status(i) != "out"]
+                if possible:
+                    b = max(possible, key=key)
+                    if status(b) == "in" and all(key(b) > ub(j) for j in walk[done:]):
+                        decided = [b]
+            if decided is not None:
+                break
+        if decided is None:
+            return False
+        for i in decided:
+            run.add(i, 2.0 * scores[i])
+        run.keep(decided)
+        how = "lexical only (no sentence-embedding model)" if not self.matcher.semantic else "caption/text similarity"
+        ranked = sorted(scores, key=lambda i: -scores[i])[:3]
+        detail = "; ".join(f"R{i} {scores[i]:.2f}" for i in ranked)
+        order = {"order": f"in {o.word or o.key} order" if o is not None else "", "best": "best possible first",
+                 "soft": "those with the exact attribute first"}[mode]
+        trace.add(f"{label}{f.describe()} by {how} [{detail}], {done} of {len(before)} compared ({order}): kept "
+                  f"{ids_text(run.ids)}; the others cannot change the answer", run.ids)
+        return True
+
     @staticmethod
     def _noun_check(view: SceneView, ids: Sequence[int], shape, role: str | None) -> list[int]:
         if shape is not None:
@@ -586,28 +724,9 @@ class Executor:
 
         def key(i: int) -> float:
             nonlocal how
-            if o.key == "area":
-                return view.area(i)
-            if o.key == "x":
-                return view.centroid(i)[0]
-            if o.key == "y":
-                return view.centroid(i)[1]
-            if o.key == "distance":
-                d = [view.gap(i, r) for r in refs if r != i]
-                return min(d) if d else math.inf
-            if o.key.startswith("edge_"):
-                return view.edge_distance(i, o.key[5:])
-            if o.key == "viewer":
-                d, how = view.viewer_distance(i)
-                return d
-            if o.key == "height":  # above the support with depth (m), else the image height (px)
-                hm = view.attr(i, "height_m")
-                if hm is not None:
-                    how = "height"
-                    return float(hm)
-                how = "image height"
-                return float(view.bbox(i)[3])
-            return float(view.attr(i, o.key, 0.0) or 0.0)
+            v, h = _order_value(view, i, o, refs)
+            how = h or how
+            return v
 
         pool = [i for i in run.ids if not (o.key == "distance" and (i in refs or key(i) == math.inf))]
         ranked = sorted(pool, key=lambda i: (-key(i) if o.descending else key(i), i))
@@ -625,6 +744,29 @@ class Executor:
         note = {"depth": " (by depth)", "image": " (no depth: lowest in the image is nearest)",
                 "height": " (height above the table, m)", "image height": " (no depth: height in the image)"}.get(how, "")
         trace.add(f"{label}{o.word or o.key}{ref}{note} of {len(pool)}: kept {ids_text(run.ids)}", run.ids)
+
+
+def _order_value(view: SceneView, i: int, o: Order, refs: Sequence[int] = ()) -> tuple[float, str]:
+    """(the value region i is ranked by under ``o``, how it was measured: "" or a note key)."""
+    if o.key == "area":
+        return view.area(i), ""
+    if o.key == "x":
+        return view.centroid(i)[0], ""
+    if o.key == "y":
+        return view.centroid(i)[1], ""
+    if o.key == "distance":
+        d = [view.gap(i, r) for r in refs if r != i]
+        return (min(d) if d else math.inf), ""
+    if o.key.startswith("edge_"):
+        return view.edge_distance(i, o.key[5:]), ""
+    if o.key == "viewer":
+        return view.viewer_distance(i)
+    if o.key == "height":  # above the support with depth (m), else the image height (px)
+        hm = view.attr(i, "height_m")
+        if hm is not None:
+            return float(hm), "height"
+        return float(view.bbox(i)[3]), "image height"
+    return float(view.attr(i, o.key, 0.0) or 0.0), ""
 
 
 def _ref_all(spec: ObjectSpec | None) -> bool:

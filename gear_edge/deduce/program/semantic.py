@@ -226,6 +226,16 @@ class SemanticMatcher:
     def semantic(self) -> bool:
         return self.embedder is not None
 
+    def bound(self, region: Region) -> float:
+        """The highest score :meth:`score` can give ``region`` for any phrase, whatever its caption
+        turns out to be (captions on demand rank candidates by it before they are captioned).
+        A caption scores at most 1 (cosine similarity, or ``LEXICAL_SCORE + 0.3`` on a lexical hit)
+        with an embedder and ``LEXICAL_SCORE`` without; OCR text read on the region 0.05 more."""
+        cap = 1.0 if self.semantic else LEXICAL_SCORE
+        if region_texts(region)[1] is not None:
+            return cap + 0.05
+        return cap
+
     def score(self, regions: Sequence[Region], phrase: str, alternatives: Sequence[str] = (), head: str | None = None) -> NounScores:
         """Scores of ``phrase`` (and ``alternatives``: other words for the same object) per region.
 
