@@ -83,6 +83,9 @@ def active(node, client):
         node.trigger_activate()
     assert wait(lambda: client.image_pub.get_subscription_count() > 0 and client.depth_pub.get_subscription_count() > 0
                 and client.info_pub.get_subscription_count() > 0, 10)
+    # an answer may come from a frame up to depth_wait older than the newest (the newest one with its
+    # depth): earlier tests' frames must be older than that
+    time.sleep(float(node._p("depth_wait")) + 0.1)
 
 
 def wait(cond, timeout=30.0):
@@ -225,7 +228,6 @@ def test_tracked_request_follows_the_target(ros):
         sc.paste("ball", disk(480, 640, 500, 150, 40), (30, 70, 215), seed=50 + k)
         return sc
 
-    time.sleep(float(node._p("depth_wait")) + 0.1)  # earlier tests' frames (and depth) are too old to answer on
     client.publish_frame(frame(0).image)
     assert wait(lambda: node._latest is not None)
     r = client.request("the red object", track=True, timeout=30)

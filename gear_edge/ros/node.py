@@ -481,6 +481,8 @@ class GearSegNode(LifecycleNode):
                                              depth_expected=self._depth_expected(), depth_wait=dw,
                                              has_depth=self._has_depth)
             if final or not wait or self._stop.is_set():
+                if frame is not None and not self._has_depth(frame) and self._depth_paired and not self._depth_live():
+                    self._depth_paired = False  # waited depth_wait in vain, and the stream is quiet: it stopped
                 return frame
             time.sleep(0.005)
 
