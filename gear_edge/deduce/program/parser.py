@@ -370,9 +370,12 @@ class _ParseRun:
     def _np(self, depth: int, purpose_start: bool = False) -> ObjectSpec | None:
         s = _Spec()
         start = self.i
-        if purpose_start and self._peek() in ("to", "for", "in"):
+        if purpose_start and (self._peek() in ("to", "for", "in") or _V.affordance_verb(self._peek())):
+            # "what can I use to cut ...", "what could I wipe the counter with?"
             s.generic = True
             self._purpose(s)
+            return s.build()
+        if self._need(s):  # "I'm hungry", "we are thirsty"
             return s.build()
         self._premods(s)
         self._head(s)
@@ -944,6 +947,11 @@ class _ParseRun:
         phrase = f"{self.toks[st.start - 1].w if st.start else 'something'} {' '.join(words)}".strip()
         s.head = words
         self._leftover(phrase, s, words[-1])
+        affordance = next((_V.AFFORDANCE_WORDS[w] for w in words if w in _V.AFFORDANCE_WORDS), "")
+        if affordance:  # "something sharp", "anything edible": what it is for
+            s.filters = [replace(f, purpose=True, affordance=affordance, head=None)
+                         if isinstance(f, NounFilter) and f.phrase == " ".join(phrase.split()[:MAX_LEFTOVER_WORDS])
+                         and not f.negated else f for f in s.filters]
         return GO_ON
 
     def _pm_rest(self, s: _Spec, st: "_PostState"):
@@ -1076,10 +1084,32 @@ class _ParseRun:
                 self.i += 1
         s.filters.append(RelationFilter(rel, ref, None, negate))
 
+    def _need(self, s: _Spec) -> bool:
+        """'I'm hungry', 'we are so thirsty', 'my hands are dirty': a need (``vocabulary.NEED_WORDS``)
+        -> a purpose NounFilter for the affordance that meets it."""
+        for subj in sorted(_V.NEED_SUBJECTS, key=len, reverse=True):
+            n = len(subj)
+            if tuple(t.w for t in self.toks[self.i : self.i + n]) != subj:
+                continue
+            j = self.i + n
+            while j < len(self.toks) and self.toks[j].w in ("so", "very", "really", "quite", "a", "bit", "little",
+                                                            "kind", "of", "getting", "feeling", "pretty"):
+                j += 1
+            if j < len(self.toks) and self.toks[j].w in _V.NEED_WORDS:
+                need = self.toks[j].w
+                said = " ".join(t.w for t in self.toks[self.i : j + 1])
+                self.i = j + 1
+                s.generic = True
+                s.filters.append(NounFilter(said, head=None, purpose=True, affordance=_V.NEED_WORDS[need]))
+                self.unresolved.append(Unresolved(said, "purpose", (), said))
+                return True
+        return False
+
     def _purpose(self, s: _Spec) -> None:
-        """'to cut the tape with', 'for cutting', 'that can hold water' → a purpose NounFilter."""
+        """'to cut the tape with', 'for cutting', 'that can hold water' → a purpose NounFilter (with
+        the affordance it names, ``vocabulary.purpose_affordance``)."""
         m = self._match(_PURPOSE)
-        intro = " ".join(t.w for t in self.toks[self.i : self.i + (m[0] if m else 0)])
+        intro = " ".join(t.w for t in self.toks[self.i : self.i + (m[0] if m else 0)]) or "to"
         if m:
             self.i += m[0]
         words = [t.w if _quote_index(t) is None else self.quotes[_quote_index(t)] for t in self.toks[self.i :]]
@@ -1104,7 +1134,8 @@ class _ParseRun:
         s.filters = [f for f in s.filters if not isinstance(f, NounFilter)]
         # matched as said and without what it acts on ("something to cut with"); that thing is not the answer
         alts = (phrase,) if phrase != said else ()
-        s.filters.append(NounFilter(said, head=None, alternatives=alts, purpose=True))
+        affordance = _V.purpose_affordance(words, after_for=intro.endswith("for")) or ""
+        s.filters.append(NounFilter(said, head=None, alternatives=alts, purpose=True, affordance=affordance))
         for a in acted_on:
             s.filters.append(NounFilter(a, head=a, negated=True))
         self.unresolved.append(Unresolved(said, "purpose", acted_on, said))
