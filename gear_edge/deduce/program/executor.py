@@ -414,9 +414,11 @@ class Executor:
             # no captioner: text read on the objects, the shape a shape noun names, or the role confirm it
             hits = [i for i in before if ns.why[i].startswith("reads")]
             words = f.phrase.split()
-            if not hits and len(words) > 1 and not f.purpose:  # "the keep dry box": its label before the noun
+            label_hits: list[int] = []
+            if len(words) > 1 and not f.purpose:  # "the keep dry box": its label before the noun
                 label_words = " ".join(words[:-1])
-                hits = [i for i in before if text_matches(label_words, region_texts(view.regions[i])[1] or "")]
+                label_hits = [i for i in before if text_matches(label_words, region_texts(view.regions[i])[1] or "")]
+                hits = hits or label_hits
             if not hits and not f.negated and aff in AFFORDANCE_SHAPES and shape is None and role is None:
                 # a robot without a captioner: the shape that affords it (weak evidence, said so)
                 ashape = AFFORDANCE_SHAPES[aff]
@@ -430,6 +432,8 @@ class Executor:
                 what = f"shape {shape.describe()}" if shape is not None else f"role {role}"
                 if f.negated:
                     run.keep([i for i in before if i not in checked])
+                elif label_hits:  # the labelled one among those of the noun's shape
+                    run.keep([i for i in label_hits if i in checked] or label_hits)
                 else:
                     run.keep(sorted(set(checked) | set(hits)))
                 trace.add(f"{label}{f.describe()}: no captions (the words themselves not checked); by {what}: "

@@ -104,6 +104,16 @@ PREAMBLES = [
     "whichever one's", "which one", "could you please", "can you please", "would you please", "please get",
     "which", "i'd like you to", "go get", "go and get", "lift", "pick out", "choose", "look at",
 ]
+# commands a robot is given about an object (tracking, attending, moving): request words like "find"
+COMMAND_VERBS = [
+    "follow", "track", "trace", "watch", "monitor", "observe", "keep tracking", "keep track of", "keep following",
+    "keep watching", "keep an eye on", "keep your eye on", "keep your eyes on", "start tracking", "start following",
+    "begin tracking", "lock onto", "lock on to", "lock on", "focus on", "zoom in on", "zoom into", "centre on",
+    "tracking", "following", "go to", "move to", "approach", "push", "nudge", "move", "put away", "lift up",
+    "reach for", "stare at", "aim at", "head to", "head towards", "drive to", "go towards",
+]
+# command words that are also nouns ("the watch", "a track"): verbs only when an object phrase follows
+VERB_OR_NOUN = {"mark", "touch", "pick", "take", "watch", "track", "trace", "move", "push", "tracking", "following"}
 PURPOSE_PREAMBLES = ["what can i use", "what could i use", "what should i use", "what do i use", "which can i use",
                      "what would i use", "what can be used", "which object can i use", "what object can i use",
                      "which thing can i use", "what thing can i use", "give me something", "i need something",
@@ -144,6 +154,11 @@ SKIP_WORDS = {"coloured", "colour", "sized", "size", "shaped", "looking", "tone"
 WITH_HOLES = [("with", "holes"), ("with", "a", "hole"), ("with", "hole"), ("with", "a", "hole", "in", "it"),
               ("with", "holes", "in", "it")]
 
+# "with FRAGILE written on it", "that has 'A-12' printed on it": the words before it are the text
+WRITTEN_PARTICIPLES = {"written", "printed", "painted", "inscribed", "stamped", "engraved", "scrawled", "marked",
+                       "lettered", "embossed", "stencilled", "stenciled", "handwritten", "typed"}
+MAX_TEXT_WORDS = 6  # words of such a text
+
 _QUOTES = re.compile(r"\"([^\"]{1,200})\"|“([^”]{1,200})”|‘([^’]{1,200})’|(?<![\w'])'([^']{1,200})'(?![\w])|«([^»]{1,200})»")
 
 
@@ -162,7 +177,7 @@ _POS = _phrases(POS_WORDS)
 _SUPS = _phrases(SUPERLATIVES)
 _RELS = _phrases(RELATION_PHRASES)
 _DIST = _phrases(DISTANCE_PHRASES)
-_PREAMBLES = _phrases(PREAMBLES)
+_PREAMBLES = _phrases(PREAMBLES + COMMAND_VERBS)
 _PURPOSE_PRE = _phrases(PURPOSE_PREAMBLES)
 _TRAILERS = _phrases(TRAILERS)
 _TEXT_INTROS = _phrases(TEXT_INTROS)
@@ -355,8 +370,8 @@ class _ParseRun:
                 purpose = True
                 continue
             m = self._match(_PREAMBLES)
-            if m and not (m[0] == 1 and self._peek() in ("mark", "touch", "pick", "take") and self._peek(1) not in DETERMINERS):
-                # "mark"/"pick"... only as verbs when an object phrase follows
+            if m and not (m[0] == 1 and self._peek() in VERB_OR_NOUN and not self._np_starts(self.i + 1)):
+                # "mark"/"watch"/"track"... only as verbs when an object phrase follows
                 self.i += m[0]
                 continue
             if self._peek() in (",", ";"):
@@ -364,6 +379,14 @@ class _ParseRun:
                 continue
             break
         return purpose
+
+    def _np_starts(self, at: int) -> bool:
+        """A noun phrase starts at ``at``: a determiner, quantifier, count or adjective."""
+        if at >= len(self.toks):
+            return False
+        w = self.toks[at].w
+        return (w in DETERMINERS or w in PLURAL_DETERMINERS or w in GENERIC_PLURAL or w in GENERIC_SINGULAR
+                or bool(self._match(_QUANTS, at)) or bool(self._match(_NUMBERS, at)) or self._is_premod(at))
 
     # ---- noun phrases -----------------------------------------------------------------------
 
@@ -1015,6 +1038,8 @@ class _ParseRun:
             q = _quote_index(self.toks[self.i])
             if q is not None:
                 self.i += 1
+                if self._peek() in WRITTEN_PARTICIPLES:  # "the word EXIT printed on it"
+                    self.i += 1
                 if self._peek() in ("on", "in") and self._peek(1) in ("it", "them"):
                     self.i += 2
                 return self.quotes[q]
@@ -1027,17 +1052,52 @@ class _ParseRun:
         words = []
         while self.i < len(self.toks):
             t = self.toks[self.i]
-            if t.w in (",", ";") or (words and (self._post_start(self.i) or t.w in RELPRONS)):
-                break
             if t.w in ("on", "in") and self._peek(1) in ("it", "them"):
                 self.i += 2
                 break
+            if t.w in (",", ";") or (words and (self._post_start(self.i) or t.w in RELPRONS)):
+                break
+            if t.w in WRITTEN_PARTICIPLES and words:  # "labelled with the words keep out printed on it"
+                self.i += 1
+                continue
             words.append(t.orig)
             self.i += 1
         return " ".join(words)
 
+    def _written(self) -> str | None:
+        """At the cursor, "X written / printed / ... (on it)" (after "with", "without", "has"): the
+        text X, the cursor moved past it; None (cursor unmoved) when no such participle follows."""
+        j, parts = self.i, []
+        while j < len(self.toks) and j - self.i <= MAX_TEXT_WORDS:
+            t = self.toks[j]
+            if t.w in WRITTEN_PARTICIPLES and parts:
+                break
+            if t.w in (",", ";") or t.w in RELPRONS or (parts and self._outer_postmod(j)):
+                return None
+            q = _quote_index(t)
+            parts.append(self.quotes[q] if q is not None else t.orig)
+            j += 1
+        else:
+            return None
+        while parts and parts[0].lower() in ("a", "an", "the", "some", "word", "words", "text", "letters", "label",
+                                             "name", "sign"):
+            parts.pop(0)
+        if not parts or j >= len(self.toks):
+            return None
+        self.i = j + 1
+        if self._peek() in ("on", "in", "across", "onto", "over") and self._peek(1) in ("it", "them", "its", "the"):
+            self.i += 2
+            if self.toks[self.i - 1].w in ("its", "the") and self._peek() in ("side", "front", "top", "lid", "back"):
+                self.i += 1
+        return " ".join(parts)
+
     def _with(self, s: _Spec, negate: bool, depth: int) -> None:
-        """'with holes', 'with the text X', 'with a cup on it', 'with a cup' (after 'with' / 'has')."""
+        """'with holes', 'with the text X', 'with X written on it', 'with a cup on it', 'with a cup'
+        (after 'with' / 'has')."""
+        text = self._written()
+        if text is not None:
+            s.filters.append(TextFilter(text, negate))
+            return
         j = self.i
         while j < len(self.toks) and self.toks[j].w in ("a", "an", "some", "no", "any"):
             j += 1
