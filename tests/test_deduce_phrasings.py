@@ -93,3 +93,42 @@ def test_command_parsing_is_reentrant():
         t.join()
     assert out == [want] * 4
 
+
+BIN = SceneSpec("phrasings_bin", (
+    Obj("tray", "rect", (40, 80, 300, 360), GREY),
+    Obj("bolt", "disk", (110, 160, 25), RED),
+    Obj("nut", "rect", (180, 240, 250, 310), BLUE),
+    Obj("hoop", "ring", (480, 200, 70, 35), YELLOW),
+    Obj("coin", "disk", (480, 400, 30), GREEN),
+))
+
+
+@pytest.fixture(scope="module")
+def bin_scene():
+    return scene_from_spec(BIN)
+
+
+@pytest.mark.parametrize("query, program", [
+    ("the round things that aren't rings", "all shape round, not object 'rings'"),
+    ("whichever one is not a triangle", "the not object 'triangle'"),
+    ("the thing that is a hoop and is yellow", "the object 'hoop', colour yellow"),
+])
+def test_a_noun_in_a_relative_clause_is_an_object_check(query, program):
+    assert parse(query).describe() == program
+
+
+def test_clause_nouns_execute_with_their_negation(d, bin_scene):
+    scene, ids = bin_scene
+    assert d.deduce(scene, "the round things that aren't rings").targets == sorted([ids["bolt"], ids["coin"]])
+    assert d.deduce(scene, "every object that isn't a ring").targets == sorted(
+        [ids["tray"], ids["bolt"], ids["nut"], ids["coin"]])
+
+
+def test_what_is_in_or_on_something_lists_all_of_it(d, bin_scene):
+    scene, ids = bin_scene
+    a = d.deduce(scene, "what's lying in the tray?")
+    assert a.targets == sorted([ids["bolt"], ids["nut"]])
+    assert any("every object that fits" in s.text for s in a.steps)
+    # a direction still picks the one that fits best; "which" asks for one
+    assert parse("what's to the left of the hoop").targets[0].quantity == "one"
+    assert parse("which one is inside the tray").targets[0].quantity == "one"

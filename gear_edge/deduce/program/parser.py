@@ -114,6 +114,10 @@ COMMAND_VERBS = [
 ]
 # command words that are also nouns ("the watch", "a track"): verbs only when an object phrase follows
 VERB_OR_NOUN = {"mark", "touch", "pick", "take", "watch", "track", "trace", "move", "push", "tracking", "following"}
+# "what" questions: followed directly by a containment / support relation ("what's on the box?") they ask
+# for every object that fits
+WH_CONTENTS = {"what's", "whats", "what is", "what are", "what"}
+WH_CONTENT_RELATIONS = {"inside", "on", "under"}  # what is in / on / under X: its contents, all of them
 PURPOSE_PREAMBLES = ["what can i use", "what could i use", "what should i use", "what do i use", "which can i use",
                      "what would i use", "what can be used", "which object can i use", "what object can i use",
                      "which thing can i use", "what thing can i use", "give me something", "i need something",
@@ -262,6 +266,7 @@ class _Spec:
     generic: bool = False
     rank: int | None = None  # an ordinal waiting for its direction ("second ... from the left")
     rank_word: str = ""
+    negate_head: bool = False  # "not a triangle" before the head: the object words are negated
 
     def build(self) -> ObjectSpec:
         quantity = self.quantity or ("all" if self.plural or (self.count or 1) > 1 else "one")
@@ -299,13 +304,19 @@ class _ParseRun:
             self.toks = self.toks[:MAX_TOKENS]
         self.i = 0
         self.unresolved: list[Unresolved] = []
+        self.wh = False  # the request words were a "what" question ("what's", "what is")
         self._strip_trailers()
         purpose_pre = self._preamble()
         targets: list[ObjectSpec] = []
         while self.i < len(self.toks):
             start = self.i
+            # "what's inside the tray?", "what is on the box": a question about contents lists them all
+            contents = self.wh and not targets and self._relation_starts(self.i)
             spec = self._np(depth=0, purpose_start=purpose_pre and not targets)
             if spec is not None:
+                if contents and spec.order is None and spec.quantity == "one":
+                    spec = replace(spec, quantity="all")
+                    self.notes.append("a question about what is there: every object that fits")
                 targets.append(spec)
             if self.i < len(self.toks) and self.toks[self.i].w in (",", ";", "and", "or"):
                 self.i += 1
@@ -372,6 +383,7 @@ class _ParseRun:
             m = self._match(_PREAMBLES)
             if m and not (m[0] == 1 and self._peek() in VERB_OR_NOUN and not self._np_starts(self.i + 1)):
                 # "mark"/"watch"/"track"... only as verbs when an object phrase follows
+                self.wh = " ".join(t.w for t in self.toks[self.i : self.i + m[0]]) in WH_CONTENTS
                 self.i += m[0]
                 continue
             if self._peek() in (",", ";"):
@@ -379,6 +391,14 @@ class _ParseRun:
                 continue
             break
         return purpose
+
+    def _relation_starts(self, at: int) -> bool:
+        """A containment / support relation starts at ``at`` (after an optional posture verb:
+        "sitting on"); directions ("what's left of the cup") keep picking the one that fits best."""
+        if at < len(self.toks) and self.toks[at].w in _V.POSTURE_VERBS:
+            at += 1
+        m = self._match(_RELS, at) if at < len(self.toks) else None
+        return m is not None and m[1] in WH_CONTENT_RELATIONS
 
     def _np_starts(self, at: int) -> bool:
         """A noun phrase starts at ``at``: a determiner, quantifier, count or adjective."""
@@ -470,6 +490,10 @@ class _ParseRun:
         if self._peek() in ("non", "not", "no") and self._peek(1) and self._is_premod(self.i + 1):
             st.negate = True
             self.i += 1
+            return GO_ON
+        if self._peek() == "not" and self._peek(1) in ("a", "an") and self._unknown(self.i + 2):
+            s.negate_head = True  # "whichever one is not a triangle"
+            self.i += 2
             return GO_ON
         return None
 
@@ -663,7 +687,7 @@ class _ParseRun:
         if len(words) > MAX_HEAD_WORDS:
             self._leftover(" ".join(words), s, head)
         else:
-            s.filters.append(NounFilter(" ".join(words), head=head))
+            s.filters.append(NounFilter(" ".join(words), head=head, negated=s.negate_head))
 
     def _head_word(self, words: list[str]) -> str:
         if "of" in words:
@@ -939,6 +963,26 @@ class _ParseRun:
             self._purpose(s)
             return GO_ON
         return None
+
+    def _pm_clause_noun(self, s: _Spec, st: "_PostState"):
+        """A noun after a copula or negation in a relative clause ("the round things that aren't
+        rings", "the one that is not a box", "whichever is a disc") -> an object NounFilter, negated
+        with the clause."""
+        if not st.clause or self.i == 0 or self.toks[self.i - 1].w not in COPULAS | NEGATIONS:
+            return None
+        j = self.i
+        if j < len(self.toks) and self.toks[j].w in ("a", "an", "the", "some"):
+            j += 1
+        if not self._unknown(j) or self._is_premod(j):
+            return None
+        words = []
+        while self._unknown(j) and len(words) < MAX_HEAD_WORDS:
+            words.append(self.toks[j].w)
+            j += 1
+        self.i = j
+        s.filters.append(NounFilter(" ".join(words), head=words[-1], negated=st.negate))
+        st.negate = False
+        return GO_ON
 
     def _pm_clause_adjectives(self, s: _Spec, st: "_PostState"):
         """Adjectives in a relative clause ("that is red"), or after a generic head ("something yellow")."""
@@ -1277,7 +1321,7 @@ POSTMODIFIERS: tuple[PhraseKind, ...] = _registry(
     ("outside", 0), ("punctuation", 10), ("conjunction", 20), ("relative", 30), ("copula", 40), ("negation", 50),
     ("quote", 60), ("except", 70), ("text", 80), ("posture", 85), ("holes", 90), ("ordinal_direction", 100),
     ("position", 110), ("distance", 120), ("comparative", 130), ("relation", 140), ("with", 150), ("purpose", 160),
-    ("clause_adjectives", 170), ("generic_words", 180), ("rest", 1000),
+    ("clause_noun", 165), ("clause_adjectives", 170), ("generic_words", 180), ("rest", 1000),
 )
 # Pre-modifiers, the same way (one _pre_<name> method + one line): e.g. a quoted label before
 # determiners, colours before sizes ("orange" the colour, "light blue" the shade), superlatives
