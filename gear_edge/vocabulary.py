@@ -10,6 +10,7 @@ Coordinate frame: image pixels, x to the right, y down; boxes XYWH.
 from __future__ import annotations
 
 import math
+import re
 from types import MappingProxyType
 from typing import Mapping
 
@@ -347,6 +348,10 @@ AFFORDANCE_NOUNS: Mapping[str, Mapping[str, float]] = MappingProxyType({k: Mappi
     "stir": {"spoon": 1.0, "stirrer": 1.0, "whisk": 0.8, "spatula": 0.8},
     "erase": {"eraser": 1.0, "rubber": 1.0},
     "dig": {"shovel": 1.0, "spade": 1.0, "trowel": 1.0},
+    "serve_food": {"plate": 1.0, "bowl": 1.0, "dish": 1.0, "platter": 1.0, "tray": 0.7},
+    "open_lock": {"key": 1.0, "keycard": 1.0},
+    "keep_dry": {"umbrella": 1.0, "raincoat": 1.0},
+    "protect_head": {"helmet": 1.0, "hat": 0.6, "cap": 0.6},
 }.items()})
 # materials (caption modifiers) that afford something when the head noun says nothing ("a *paper* sheet")
 AFFORDANCE_MATERIALS: Mapping[str, Mapping[str, float]] = MappingProxyType({
@@ -398,6 +403,26 @@ AFFORDANCE_VERBS: Mapping[str, str] = MappingProxyType({
     **{v: "erase" for v in ("erase", "rub out")},
     **{v: "dig" for v in ("dig",)},
     **{v: "roll" for v in ("roll",)},
+    **{v: "serve_food" for v in ("serve", "serve food", "serve food on", "serve food in", "serve dinner", "plate up")},
+    **{v: "open_lock" for v in ("unlock", "open a lock", "open the lock", "open the door")},
+    **{v: "keep_dry" for v in ("keep the rain off", "keep dry", "stay dry", "keep me dry")},
+    **{v: "protect_head" for v in ("protect my head", "protect your head", "protect the head")},
+})
+# how a person asks for each affordance (the data engine's purpose questions; the parser reads each
+# back to its affordance: tested)
+AFFORDANCE_PHRASES: Mapping[str, str] = MappingProxyType({
+    "cut": "something to cut with", "drink_from": "something to drink from", "hold_liquid": "something to pour water from",
+    "write_with": "something to write with", "write_on": "something to write on", "clean": "something to clean with",
+    "eat": "something to eat", "eat_with": "something to eat with", "call": "something to make a call with",
+    "type_on": "something to type on", "hit": "something to hit a nail with", "screw": "something to drive a screw with",
+    "tighten": "something to tighten a bolt with", "fasten": "something to stick things together with",
+    "tell_time": "something to tell the time", "light": "something to light the room", "read": "something to read",
+    "sit_on": "something to sit on", "carry": "something to carry things in", "measure": "something to measure with",
+    "photograph": "something to take a photo with", "listen": "something to listen to music with",
+    "play": "something to play with", "cook": "something to cook with", "stir": "something to stir with",
+    "erase": "something to erase with", "dig": "something to dig with", "serve_food": "something to serve food on",
+    "open_lock": "something to open a lock with", "keep_dry": "something to keep the rain off",
+    "protect_head": "something to protect my head",
 })
 # verbs that carry no purpose of their own: the noun after them says it ("make a phone call", "have a snack")
 LIGHT_VERBS = frozenset({"make", "take", "have", "do", "get", "give", "use", "go", "grab"})
@@ -513,3 +538,48 @@ def purpose_affordance(words, after_for: bool = False) -> str | None:
                 if w.endswith("s") and w[:-1] in table:
                     return table[w[:-1]]
     return None
+
+
+def singular(word: str) -> str:
+    """A crude singular form for lexical comparison ('boxes' → 'box', 'cups' → 'cup', 'glass' stays)."""
+    w = word.lower()
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+# "a pair of scissors", "a roll of tape", "a slice of bread": the object is the word after "of"
+MEASURE_HEADS = frozenset({"pair", "piece", "bunch", "set", "couple", "kind", "type", "sort", "bit", "stack", "pile",
+                           "roll", "slice", "loaf", "sheet", "packet", "ball", "bar", "handful", "box"})
+_CAPTION_STOPS = frozenset({"on", "in", "at", "with", "from", "by", "near", "under", "beside", "next", "behind",
+                            "inside", "and", "that", "which", "over", "against", "lying", "sitting", "standing"})
+
+
+def caption_nouns(caption: str) -> list[str]:
+    """The words naming a caption's object, the head noun last: "a red coffee mug on the table" ->
+    [red, coffee, mug]; "a pair of scissors" -> [scissors]; "a bottle of water" -> [bottle]."""
+    ws = [w for w in re.findall(r"[a-z]+", str(caption).lower()) if w not in ("a", "an", "the", "some", "two", "three")]
+    for k, w in enumerate(ws):
+        if w in _CAPTION_STOPS and k > 0:
+            ws = ws[:k]
+            break
+    if "of" in ws:
+        k = ws.index("of")
+        if k > 0 and ws[k - 1] in MEASURE_HEADS and k + 1 < len(ws):
+            ws = ws[k + 1 :]
+        else:
+            ws = ws[:k]
+    return ws
+
+
+def caption_affordance(caption: str | None, affordance: str) -> tuple[float, str]:
+    """(weight, word) with which a caption names something affording ``affordance`` (its words as
+    written or made singular: "scissors", "cups"); (0, "") when it does not."""
+    if not caption:
+        return 0.0, ""
+    ws = caption_nouns(caption)
+    return max(affordance_weight(ws, affordance), affordance_weight([singular(w) for w in ws], affordance))

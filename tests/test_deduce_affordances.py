@@ -10,7 +10,6 @@ import pytest
 from gear_edge import vocabulary as V
 from gear_edge.deduce.program.ast import spec_to_dict
 from gear_edge.deduce.program.deducer import ProgramDeducer
-from gear_edge.deduce.program.executor import caption_nouns
 from gear_edge.deduce.program.parser import parse
 from tests.deduce_suite import BLUE, BROWN, GREEN, GREY, ORANGE, RED, WHITE, YELLOW, Obj, SceneSpec, scene_from_spec
 
@@ -83,9 +82,9 @@ def test_affordance_verbs_are_recognised_in_any_inflection():
 
 
 def test_caption_nouns_put_the_object_last():
-    assert caption_nouns("a pair of pliers on the bench") == ["pliers"]
-    assert caption_nouns("a bottle of water") == ["bottle"]
-    assert caption_nouns("a green glass bottle next to the sink") == ["green", "glass", "bottle"]
+    assert V.caption_nouns("a pair of pliers on the bench") == ["pliers"]
+    assert V.caption_nouns("a bottle of water") == ["bottle"]
+    assert V.caption_nouns("a green glass bottle next to the sink") == ["green", "glass", "bottle"]
     # a modifier counts less than the head: a glass bottle is a bottle
     assert V.affordance_weight(["green", "glass", "bottle"], "drink_from") == (0.7, "bottle")
     assert V.affordance_weight(["toy", "car"], "play") == (V.AFFORD_MODIFIER_WEIGHT, "toy")
@@ -139,3 +138,31 @@ def test_without_captions_only_a_shape_that_affords_it_is_weak_evidence(d):
     assert a.targets == [ids["rod"]]
     assert any("by shape" in s.text and "weak" in s.text for s in a.steps)
     assert d.deduce(scene, "something to drink from").targets == []  # no shape affords it
+
+
+def test_every_affordance_phrase_reads_back_to_its_affordance():
+    """The data engine asks for purposes with AFFORDANCE_PHRASES; the parser must read each back to
+    the same affordance, and each affordance must name objects (one vocabulary, no drift)."""
+    for aff, phrase in V.AFFORDANCE_PHRASES.items():
+        assert _affordances(phrase) == [aff], phrase
+        assert V.AFFORDANCE_NOUNS[aff], aff
+    assert set(V.AFFORDANCE_VERBS.values()) <= set(V.AFFORDANCE_NOUNS) | set(V.AFFORDANCE_SHAPES)
+
+
+def test_data_engine_purpose_questions_come_from_the_vocabulary(pantry):
+    import random
+
+    from gear_edge.data_engine.generate import TemplateWriter
+
+    scene, ids = pantry
+    cands = [c for cs in TemplateWriter(per_class=100).candidates(scene, random.Random(0)).values() for c in cs
+             if c.template == "afford.purpose"]
+    got = {c.question.replace("find ", "").replace("I need ", ""): list(c.targets) for c in cands}
+    # the cleaver is the only thing to cut with, the pear the only food, the rag the only cleaner
+    assert got.get("something to cut with") == [ids["cleaver"]]
+    assert got.get("something to eat") == [ids["pear"]]
+    assert got.get("something to clean with") == [ids["rag"]]
+    assert "something to drink from" in got and got["something to drink from"] == [ids["tumbler"]]
+    d = ProgramDeducer(llm=None, embedder=None)
+    for q, targets in got.items():  # the deducer answers the data engine's own purpose questions
+        assert d.deduce(scene, q).targets == targets, q

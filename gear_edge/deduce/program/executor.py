@@ -41,7 +41,7 @@ from gear_edge.scene_index import SceneIndex
 from gear_edge.types import LogicStep, Scene
 from gear_edge.vocabulary import (
     AFFORDANCE_SHAPES, AFFORDANCE_WORDS, PARTIAL_COLOUR_FRAC, POSITION_CELLS, POSITION_POINTS, ROLE_NOUNS, SHAPE_NOUNS,
-    VIEWER_DISTANCE_KEYS, affordance_weight,
+    VIEWER_DISTANCE_KEYS, caption_affordance,
 )
 
 PURPOSE_FLOOR = 0.35  # purpose phrases ("something to cut with") embed further from captions than names do
@@ -703,39 +703,9 @@ def _affordance(f: NounFilter) -> str:
     return AFFORDANCE_WORDS.get(w) or AFFORDANCE_WORDS.get(singular(w)) or ""
 
 
-# "a pair of scissors", "a roll of tape", "a slice of bread": the object is the word after "of"
-_MEASURE_HEADS = frozenset({"pair", "piece", "bunch", "set", "couple", "kind", "type", "sort", "bit", "stack", "pile",
-                            "roll", "slice", "loaf", "sheet", "packet", "ball", "bar", "handful", "box"})
-_CAPTION_STOPS = frozenset({"on", "in", "at", "with", "from", "by", "near", "under", "beside", "next", "behind",
-                            "inside", "and", "that", "which", "over", "against", "lying", "sitting", "standing"})
-
-
-def caption_nouns(caption: str) -> list[str]:
-    """The words naming a caption's object, the head noun last: "a red coffee mug on the table" ->
-    [red, coffee, mug]; "a pair of scissors" -> [scissors]; "a bottle of water" -> [bottle]."""
-    ws = [w for w in re.findall(r"[a-z]+", caption.lower()) if w not in ("a", "an", "the", "some", "two", "three")]
-    for k, w in enumerate(ws):
-        if w in _CAPTION_STOPS and k > 0:
-            ws = ws[:k]
-            break
-    if "of" in ws:
-        k = ws.index("of")
-        if k > 0 and ws[k - 1] in _MEASURE_HEADS and k + 1 < len(ws):
-            ws = ws[k + 1 :]
-        else:
-            ws = ws[:k]
-    return ws
-
-
 def _caption_affords(view: "SceneView", i: int, affordance: str) -> tuple[float, str]:
     """(weight, word) with which region i's caption names something affording ``affordance``."""
-    cap = region_texts(view.regions[i])[0]
-    if not cap:
-        return 0.0, ""
-    ws = caption_nouns(cap)
-    best = affordance_weight(ws, affordance)
-    sing = affordance_weight([singular(w) for w in ws], affordance)
-    return max(best, sing)
+    return caption_affordance(region_texts(view.regions[i])[0], affordance)
 
 
 def _role_word(f: NounFilter) -> str | None:

@@ -959,7 +959,7 @@ class _ParseRun:
     def _pm_purpose(self, s: _Spec, st: "_PostState"):
         m = self._match(_PURPOSE)
         w = self._peek()
-        if m and (w != "to" or self._unknown(self.i + 1) or self._peek(1) in ("eat", "drink", "cut", "open", "sit")):
+        if m and (w != "to" or self._unknown(self.i + 1) or _V.affordance_verb(self._peek(1))):
             self._purpose(s)
             return GO_ON
         return None
