@@ -118,17 +118,20 @@ _SQUARE = ShapeNoun(("square",), (), ("has holes",))
 _ROUND = ShapeNoun(("round",), (), ("has holes",))
 _RING = ShapeNoun(("round",), ("has holes",))
 _LONG = ShapeNoun(("elongated",))
+_DISH = ShapeNoun(("round",))  # a plate / bowl with food on it has holes in its mask
 _TRI = ShapeNoun(("triangular",))
 # object nouns (singular) -> the shape check they stand for when no caption confirms them
 SHAPE_NOUNS: Mapping[str, ShapeNoun] = MappingProxyType({
     **{w: _BOXY for w in ("box", "carton", "block", "brick", "rectangle", "crate", "slab", "cuboid", "package",
                           "parcel", "tray", "board", "book", "card", "mat", "envelope", "sheet", "tablet", "panel")},
     **{w: _SQUARE for w in ("square", "cube", "tile")},
-    **{w: _ROUND for w in ("ball", "disc", "disk", "coin", "plate", "lid", "circle", "dot", "sphere", "puck", "spot",
+    **{w: _ROUND for w in ("ball", "disc", "disk", "coin", "lid", "circle", "dot", "sphere", "puck", "spot",
                            "round")},
+    **{w: _DISH for w in ("plate", "dish", "bowl", "saucer", "platter")},
     **{w: _RING for w in ("ring", "donut", "doughnut", "washer", "hoop", "roll", "annulus", "bagel", "loop")},
     **{w: _LONG for w in ("stick", "pen", "pencil", "bar", "rod", "pole", "strip", "baton", "stripe", "beam", "plank",
-                          "ruler", "straw")},
+                          "ruler", "straw", "knife", "fork", "spoon", "screwdriver", "chopstick", "skewer", "needle",
+                          "wand", "cane", "spatula", "marker", "crayon", "toothbrush", "pipe", "tube", "broom", "mop")},
     **{w: _TRI for w in ("triangle", "wedge", "pyramid")},
 })
 

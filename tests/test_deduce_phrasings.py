@@ -10,7 +10,7 @@ import pytest
 
 from gear_edge.deduce.program.deducer import ProgramDeducer
 from gear_edge.deduce.program.parser import Parser, parse
-from tests.deduce_suite import BLUE, BROWN, GREEN, GREY, RED, YELLOW, Obj, SceneSpec, scene_from_spec
+from tests.deduce_suite import BLUE, BROWN, GREEN, GREY, RED, WHITE as WHITE_, YELLOW, Obj, SceneSpec, scene_from_spec
 
 # no captions: object words are checked by shape and text only
 YARD = SceneSpec("phrasings_yard", (
@@ -132,3 +132,21 @@ def test_what_is_in_or_on_something_lists_all_of_it(d, bin_scene):
     # a direction still picks the one that fits best; "which" asks for one
     assert parse("what's to the left of the hoop").targets[0].quantity == "one"
     assert parse("which one is inside the tray").targets[0].quantity == "one"
+
+
+DINNER = SceneSpec("phrasings_dinner", (
+    Obj("plate", "disk", (220, 240, 110), WHITE_),
+    Obj("apple", "disk", (220, 240, 35), RED),
+    Obj("knife", "rect", (400, 150, 600, 166), GREY),
+    Obj("coaster", "disk", (500, 380, 50), BLUE),
+))
+
+
+def test_dishes_may_hold_food_and_cutlery_is_long(d):
+    """Without captions: a plate with food on it has a hole in its mask and is still a plate; a
+    knife is elongated (``vocabulary.SHAPE_NOUNS``)."""
+    scene, ids = scene_from_spec(DINNER)
+    assert d.deduce(scene, "the plate").targets == [ids["plate"]]
+    assert d.deduce(scene, "the knife").targets == [ids["knife"]]
+    assert d.deduce(scene, "the red thing on the plate").targets == [ids["apple"]]
+    assert d.deduce(scene, "the disc").targets != [ids["plate"]]  # a disc has no hole: not the plate
