@@ -166,3 +166,29 @@ def test_data_engine_purpose_questions_come_from_the_vocabulary(pantry):
     d = ProgramDeducer(llm=None, embedder=None)
     for q, targets in got.items():  # the deducer answers the data engine's own purpose questions
         assert d.deduce(scene, q).targets == targets, q
+
+
+class _BowlLLM:
+    """Names a round thing for every phrase: the control for shape words from an LLM."""
+
+    def chat_parts(self, system, scene, query, examples=()):
+        return [system], [query]
+
+    def generate(self, scene_key, prefix, suffix, grammar, max_tokens, temperature=0.0, budget_s=None):
+        import json
+
+        from gear_edge.deduce.llm import Generation
+
+        return Generation(json.dumps({"objects": ["bowl", "plate"]}), 10, 10, 5)
+
+
+def test_llm_shape_words_never_answer_a_known_purpose_nothing_affords():
+    """No food here: with captions, an LLM saying "bowl" must not turn "nothing" into the round
+    frisbee (a shape is weaker evidence than the vocabulary's affordance check)."""
+    scene, _ = scene_from_spec(SceneSpec("affordance_no_food", (
+        Obj("frisbee", "disk", (200, 240, 80), BLUE, "a blue frisbee"),
+        Obj("ruler", "rect", (380, 200, 600, 220), GREY, "a steel ruler"),
+    )))
+    d = ProgramDeducer(llm=_BowlLLM(), llm_use="always", embedder=None)
+    assert d.deduce(scene, "something to eat").targets == []
+    assert d.deduce(scene, "i'm famished").targets == []

@@ -480,8 +480,10 @@ class Executor:
                           f"{ids_text(run.ids)}", run.ids)
                 return
             # the vocabulary knows this use and no caption names such a thing: only a caption as close
-            # as a name would be counts (not the looser purpose floor)
+            # as a name would be counts (not the looser purpose floor), and not the shape an LLM
+            # word names ("something to eat" -> "bowl" must not make a round thing food)
             floor = MATCH_FLOOR
+            shape = role = None
             trace.add(f"{label}{f.describe()}: no caption names a thing that affords {aff.replace('_', ' ')}; "
                       f"by similarity (floor {floor:.2f})", None)
         kept = ns.matches(before, floor=floor, margin=MATCH_MARGIN)
