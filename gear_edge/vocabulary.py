@@ -10,6 +10,7 @@ Coordinate frame: image pixels, x to the right, y down; boxes XYWH.
 from __future__ import annotations
 
 import math
+import re
 from types import MappingProxyType
 from typing import Mapping
 
@@ -117,17 +118,20 @@ _SQUARE = ShapeNoun(("square",), (), ("has holes",))
 _ROUND = ShapeNoun(("round",), (), ("has holes",))
 _RING = ShapeNoun(("round",), ("has holes",))
 _LONG = ShapeNoun(("elongated",))
+_DISH = ShapeNoun(("round",))  # a plate / bowl with food on it has holes in its mask
 _TRI = ShapeNoun(("triangular",))
 # object nouns (singular) -> the shape check they stand for when no caption confirms them
 SHAPE_NOUNS: Mapping[str, ShapeNoun] = MappingProxyType({
     **{w: _BOXY for w in ("box", "carton", "block", "brick", "rectangle", "crate", "slab", "cuboid", "package",
                           "parcel", "tray", "board", "book", "card", "mat", "envelope", "sheet", "tablet", "panel")},
     **{w: _SQUARE for w in ("square", "cube", "tile")},
-    **{w: _ROUND for w in ("ball", "disc", "disk", "coin", "plate", "lid", "circle", "dot", "sphere", "puck", "spot",
+    **{w: _ROUND for w in ("ball", "disc", "disk", "coin", "lid", "circle", "dot", "sphere", "puck", "spot",
                            "round")},
+    **{w: _DISH for w in ("plate", "dish", "bowl", "saucer", "platter")},
     **{w: _RING for w in ("ring", "donut", "doughnut", "washer", "hoop", "roll", "annulus", "bagel", "loop")},
     **{w: _LONG for w in ("stick", "pen", "pencil", "bar", "rod", "pole", "strip", "baton", "stripe", "beam", "plank",
-                          "ruler", "straw")},
+                          "ruler", "straw", "knife", "fork", "spoon", "screwdriver", "chopstick", "skewer", "needle",
+                          "wand", "cane", "spatula", "marker", "crayon", "toothbrush", "pipe", "tube", "broom", "mop")},
     **{w: _TRI for w in ("triangle", "wedge", "pyramid")},
 })
 
@@ -290,3 +294,295 @@ RELATION_PHRASES: Mapping[str, str] = MappingProxyType({
 # posture verbs before a relation ("the cup sitting inside the ring") carry no meaning of their own
 POSTURE_VERBS = frozenset({"sitting", "lying", "laying", "resting", "standing", "placed", "located", "kept", "put",
                            "found", "positioned", "lies", "sits", "rests", "stands"})
+
+# ---- affordances: what objects are for ---------------------------------------------------------
+# A purpose phrase ("something to slice bread with", "what can I drink from?", "something sharp",
+# "I'm hungry") names an affordance; an object affords it when its caption's noun is one of the
+# affordance's nouns. Weights: 1.0 the usual object for it, less an object that can serve ("drink
+# from a bottle"); a noun that only modifies the caption's head ("a *glass* bottle", "a *toy* car")
+# counts AFFORD_MODIFIER_WEIGHT of its weight.
+AFFORD_MODIFIER_WEIGHT = 0.5
+FOODS: frozenset[str] = frozenset({
+    "apple", "banana", "orange", "lime", "lemon", "pear", "peach", "plum", "grape", "cherry", "strawberry", "berry",
+    "mango", "kiwi", "melon", "watermelon", "pineapple", "avocado", "tomato", "carrot", "cucumber", "potato", "bread",
+    "loaf", "sandwich", "toast", "bun", "bagel", "croissant", "muffin", "cake", "cupcake", "cookie", "biscuit",
+    "cracker", "donut", "doughnut", "pretzel", "chocolate", "candy", "sweet", "lollipop", "cheese", "egg", "pizza",
+    "burger", "hamburger", "hotdog", "sausage", "salad", "cereal", "yogurt", "yoghurt", "chip", "crisp",
+    "granola", "snack", "fruit", "food", "meal", "pie", "waffle", "pancake", "noodle", "rice", "sushi", "taco",
+})
+AFFORDANCE_NOUNS: Mapping[str, Mapping[str, float]] = MappingProxyType({k: MappingProxyType(v) for k, v in {
+    "cut": {"knife": 1.0, "scissors": 1.0, "blade": 1.0, "cutter": 1.0, "scalpel": 1.0, "shears": 1.0,
+            "cleaver": 1.0, "razor": 0.8, "saw": 0.9, "clippers": 0.8, "axe": 0.8, "snips": 1.0},
+    "drink_from": {"mug": 1.0, "cup": 1.0, "glass": 1.0, "tumbler": 1.0, "teacup": 1.0, "goblet": 1.0,
+                   "bottle": 0.7, "flask": 0.7, "thermos": 0.7, "canteen": 0.7, "can": 0.6, "beaker": 0.6,
+                   "straw": 0.6, "jug": 0.4},
+    "hold_liquid": {"mug": 1.0, "cup": 1.0, "glass": 1.0, "bottle": 1.0, "jar": 1.0, "jug": 1.0, "pitcher": 1.0,
+                    "kettle": 1.0, "teapot": 1.0, "carafe": 1.0, "flask": 1.0, "thermos": 1.0, "bowl": 0.9,
+                    "pot": 0.9, "bucket": 0.9, "vase": 0.8, "tumbler": 1.0, "beaker": 1.0, "can": 0.7,
+                    "basin": 0.8, "container": 0.7},
+    "write_with": {"pen": 1.0, "pencil": 1.0, "marker": 1.0, "crayon": 1.0, "biro": 1.0, "quill": 1.0,
+                   "chalk": 0.9, "highlighter": 0.8, "stylus": 0.6},
+    "write_on": {"notebook": 1.0, "paper": 1.0, "notepad": 1.0, "pad": 0.8, "whiteboard": 1.0, "blackboard": 1.0,
+                 "journal": 1.0, "diary": 1.0, "sheet": 0.7, "page": 0.7, "card": 0.6, "envelope": 0.6,
+                 "postit": 1.0, "note": 0.8},
+    "clean": {"sponge": 1.0, "cloth": 1.0, "rag": 1.0, "towel": 1.0, "wipe": 1.0, "duster": 1.0, "mop": 1.0,
+              "scrubber": 1.0, "napkin": 0.8, "tissue": 0.8, "broom": 0.9, "brush": 0.7},
+    "eat": {w: 1.0 for w in FOODS},
+    "eat_with": {"fork": 1.0, "spoon": 1.0, "chopsticks": 1.0, "knife": 0.5},
+    "call": {"phone": 1.0, "telephone": 1.0, "smartphone": 1.0, "mobile": 1.0, "cellphone": 1.0, "handset": 0.9},
+    "type_on": {"keyboard": 1.0, "laptop": 1.0, "computer": 1.0, "typewriter": 1.0, "notebook computer": 1.0,
+                "tablet": 0.5},
+    "hit": {"hammer": 1.0, "mallet": 1.0},
+    "screw": {"screwdriver": 1.0, "drill": 0.7},
+    "tighten": {"wrench": 1.0, "spanner": 1.0, "pliers": 0.8, "screwdriver": 0.6},
+    "fasten": {"tape": 1.0, "glue": 1.0, "stapler": 1.0, "clip": 0.8, "pin": 0.7, "string": 0.6},
+    "tell_time": {"clock": 1.0, "watch": 1.0, "timer": 0.7},
+    "light": {"lamp": 1.0, "torch": 1.0, "flashlight": 1.0, "lantern": 1.0, "candle": 0.9, "bulb": 0.8},
+    "read": {"book": 1.0, "magazine": 1.0, "newspaper": 1.0, "paper": 0.5, "notebook": 0.4},
+    "sit_on": {"chair": 1.0, "stool": 1.0, "bench": 1.0, "sofa": 1.0, "couch": 1.0, "seat": 1.0},
+    "carry": {"bag": 1.0, "basket": 1.0, "backpack": 1.0, "tray": 1.0, "box": 0.7, "crate": 0.8, "bucket": 0.7,
+              "chest": 0.6},
+    "measure": {"ruler": 1.0, "scale": 0.8, "tape measure": 1.0},
+    "photograph": {"camera": 1.0, "phone": 0.6},
+    "listen": {"headphones": 1.0, "earphones": 1.0, "speaker": 1.0, "radio": 1.0},
+    "play": {"toy": 1.0, "ball": 1.0, "teddy": 1.0, "teddy bear": 1.0, "doll": 1.0, "puzzle": 1.0, "kite": 1.0, "block": 0.6,
+             "game": 1.0},
+    "cook": {"pan": 1.0, "pot": 1.0, "wok": 1.0, "stove": 1.0, "oven": 1.0, "microwave": 1.0},
+    "stir": {"spoon": 1.0, "stirrer": 1.0, "whisk": 0.8, "spatula": 0.8},
+    "erase": {"eraser": 1.0, "rubber": 1.0},
+    "dig": {"shovel": 1.0, "spade": 1.0, "trowel": 1.0},
+    "serve_food": {"plate": 1.0, "bowl": 1.0, "dish": 1.0, "platter": 1.0, "tray": 0.7},
+    "open_lock": {"key": 1.0, "keycard": 1.0},
+    "keep_dry": {"umbrella": 1.0, "raincoat": 1.0},
+    "protect_head": {"helmet": 1.0, "hat": 0.6, "cap": 0.6},
+}.items()})
+# materials (caption modifiers) that afford something when the head noun says nothing ("a *paper* sheet")
+AFFORDANCE_MATERIALS: Mapping[str, Mapping[str, float]] = MappingProxyType({
+    "write_on": MappingProxyType({"paper": 0.6, "cardboard": 0.4}),
+    "clean": MappingProxyType({"cloth": 0.6, "cotton": 0.5, "microfibre": 0.6}),
+    "cut": MappingProxyType({"blade": 0.6}),
+})
+# what a robot without a captioner can still check: the shape that affords it (weak evidence, said so)
+AFFORDANCE_SHAPES: Mapping[str, ShapeNoun] = MappingProxyType({
+    "write_with": _LONG, "stir": _LONG, "roll": _ROUND,
+})
+# verbs (base form, or "verb particle" / "verb object") -> affordance
+AFFORDANCE_VERBS: Mapping[str, str] = MappingProxyType({
+    **{v: "cut" for v in ("cut", "slice", "chop", "carve", "trim", "snip", "dice", "cut up", "cut open", "saw",
+                          "sever", "shear", "mince")},
+    **{v: "drink_from" for v in ("drink", "drink from", "drink out of", "sip", "sip from", "gulp", "have a drink")},
+    **{v: "hold_liquid" for v in ("pour", "hold water", "hold liquid", "hold soup", "hold coffee", "hold tea",
+                                  "hold milk", "hold juice", "carry water", "carry soup", "store water", "fill",
+                                  "boil water")},
+    **{v: "write_with" for v in ("write", "write with", "sign", "jot", "jot down", "note down", "scribble", "draw",
+                                 "sketch", "doodle", "write down", "take notes", "take note", "autograph")},
+    **{v: "write_on" for v in ("write on", "write in", "draw on", "sketch on", "take notes on", "take notes in",
+                               "jot on", "scribble on", "note on")},
+    **{v: "clean" for v in ("clean", "wipe", "scrub", "mop", "dust", "dry", "wash", "polish", "clean up", "mop up",
+                            "wipe up", "soak up", "sponge", "clean off", "wipe off", "wipe down")},
+    **{v: "eat" for v in ("eat", "munch", "snack", "nibble", "bite", "chew", "taste", "have a snack", "snack on",
+                          "eat up")},
+    "eat with": "eat_with", "eat soup with": "eat_with", "scoop": "eat_with",
+    **{v: "call" for v in ("call", "phone", "dial", "ring", "text", "make a call", "make a phone call",
+                           "call up")},
+    **{v: "type_on" for v in ("type", "type on", "email", "browse", "code", "program", "google", "type up")},
+    **{v: "hit" for v in ("hammer", "hit", "pound", "nail", "knock", "bang", "smash", "hammer in")},
+    **{v: "screw" for v in ("screw", "unscrew", "screw in", "drive")},
+    **{v: "tighten" for v in ("tighten", "loosen", "turn a bolt", "undo a bolt")},
+    **{v: "fasten" for v in ("tape", "glue", "stick", "fasten", "attach", "seal", "staple", "tie", "bind",
+                             "stick together", "tape up")},
+    **{v: "tell_time" for v in ("tell time", "tell the time", "check the time", "check time", "know the time",
+                                "time")},
+    **{v: "light" for v in ("light", "illuminate", "see in the dark", "light up")},
+    **{v: "read" for v in ("read",)},
+    **{v: "sit_on" for v in ("sit", "sit on", "sit down")},
+    **{v: "carry" for v in ("carry", "transport", "store", "keep", "pack", "put things in", "carry things")},
+    **{v: "measure" for v in ("measure",)},
+    **{v: "photograph" for v in ("photograph", "take a photo", "take a picture", "take pictures", "film")},
+    **{v: "listen" for v in ("listen", "listen to")},
+    **{v: "play" for v in ("play", "play with")},
+    **{v: "cook" for v in ("cook", "fry", "boil", "bake", "heat")},
+    **{v: "stir" for v in ("stir", "mix")},
+    **{v: "erase" for v in ("erase", "rub out")},
+    **{v: "dig" for v in ("dig",)},
+    **{v: "roll" for v in ("roll",)},
+    **{v: "serve_food" for v in ("serve", "serve food", "serve food on", "serve food in", "serve dinner", "plate up")},
+    **{v: "open_lock" for v in ("unlock", "open a lock", "open the lock", "open the door")},
+    **{v: "keep_dry" for v in ("keep the rain off", "keep dry", "stay dry", "keep me dry")},
+    **{v: "protect_head" for v in ("protect my head", "protect your head", "protect the head")},
+})
+# how a person asks for each affordance (the data engine's purpose questions; the parser reads each
+# back to its affordance: tested)
+AFFORDANCE_PHRASES: Mapping[str, str] = MappingProxyType({
+    "cut": "something to cut with", "drink_from": "something to drink from", "hold_liquid": "something to pour water from",
+    "write_with": "something to write with", "write_on": "something to write on", "clean": "something to clean with",
+    "eat": "something to eat", "eat_with": "something to eat with", "call": "something to make a call with",
+    "type_on": "something to type on", "hit": "something to hit a nail with", "screw": "something to drive a screw with",
+    "tighten": "something to tighten a bolt with", "fasten": "something to stick things together with",
+    "tell_time": "something to tell the time", "light": "something to light the room", "read": "something to read",
+    "sit_on": "something to sit on", "carry": "something to carry things in", "measure": "something to measure with",
+    "photograph": "something to take a photo with", "listen": "something to listen to music with",
+    "play": "something to play with", "cook": "something to cook with", "stir": "something to stir with",
+    "erase": "something to erase with", "dig": "something to dig with", "serve_food": "something to serve food on",
+    "open_lock": "something to open a lock with", "keep_dry": "something to keep the rain off",
+    "protect_head": "something to protect my head",
+})
+# verbs that carry no purpose of their own: the noun after them says it ("make a phone call", "have a snack")
+LIGHT_VERBS = frozenset({"make", "take", "have", "do", "get", "give", "use", "go", "grab"})
+# adjectives ("something sharp") and nouns naming a kind of thing ("a snack", "some food") -> affordance
+AFFORDANCE_WORDS: Mapping[str, str] = MappingProxyType({
+    "sharp": "cut", "pointy": "cut", "edible": "eat", "tasty": "eat", "delicious": "eat", "eatable": "eat",
+    "absorbent": "clean", "drinkable": "drink_from", "writable": "write_on",
+    "snack": "eat", "food": "eat", "fruit": "eat", "treat": "eat", "meal": "eat", "nibbles": "eat",
+    "cutlery": "eat_with", "utensil": "eat_with", "stationery": "write_with", "drinkware": "drink_from",
+    "container": "hold_liquid", "vessel": "hold_liquid", "toy": "play", "seat": "sit_on",
+})
+# "I'm hungry", "we are thirsty", "my hands are dirty": a need -> the affordance that meets it
+NEED_WORDS: Mapping[str, str] = MappingProxyType({
+    "hungry": "eat", "starving": "eat", "peckish": "eat", "famished": "eat",
+    "thirsty": "drink_from", "parched": "drink_from",
+    "dirty": "clean", "sticky": "clean", "messy": "clean",
+    "bored": "play",
+})
+NEED_SUBJECTS: tuple[tuple[str, ...], ...] = (
+    ("i'm",), ("im",), ("i", "am"), ("we're",), ("we", "are"), ("i", "feel"), ("i'm", "feeling"), ("i", "am", "feeling"),
+    ("i'm", "so"), ("i'm", "really"), ("i'm", "a", "bit"), ("i", "am", "so"), ("my", "hands", "are"),
+    ("the", "table", "is"), ("i", "got"), ("i", "get"))
+# contents after "for" ("a container for water"): -> the affordance of what holds them
+CONTENT_WORDS: Mapping[str, str] = MappingProxyType({
+    **{w: "hold_liquid" for w in ("water", "coffee", "tea", "juice", "milk", "soup", "wine", "beer", "liquid",
+                                  "drinks", "a drink", "lemonade", "soda")},
+})
+
+
+def affordance_weight(noun_words: list[str], affordance: str) -> tuple[float, str]:
+    """How well an object named by ``noun_words`` (a caption's words, singular, in order; the head
+    noun last) affords ``affordance``: (weight, the word that says so); (0, "") when nothing does."""
+    table = AFFORDANCE_NOUNS.get(affordance, {})
+    if not noun_words:
+        return 0.0, ""
+    head = noun_words[-1]
+    two = " ".join(noun_words[-2:])
+    if two in table:
+        return table[two], two
+    if head in table:
+        return table[head], head
+    best, word = 0.0, ""
+    for w in noun_words[:-1]:
+        v = table.get(w, 0.0) * AFFORD_MODIFIER_WEIGHT
+        if v > best:
+            best, word = v, w
+    for w in noun_words:
+        v = AFFORDANCE_MATERIALS.get(affordance, {}).get(w, 0.0)
+        if v > best:
+            best, word = v, w
+    return best, word
+
+
+_AFFORD_VERB_WORDS = frozenset(k.split()[0] for k in AFFORDANCE_VERBS)
+_CLAUSE_FILLERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "my", "your", "some", "it", "them",
+                             "someone", "somebody", "something", "things", "stuff", "up", "with", "on", "in", "from",
+                             "out", "of", "into", "onto", "for", "at", "to", "me", "us", "him", "her"})
+_CLAUSE_PREPS = ("with", "on", "in", "from", "out of", "into", "onto", "at", "off", "down", "up", "to")
+
+
+def affordance_verb(word: str) -> str | None:
+    """The base form of ``word`` when it is (an inflection of) a verb that starts an entry of
+    AFFORDANCE_VERBS ("cutting" -> "cut", "wipes" -> "wipe", "slicing" -> "slice"); else None."""
+    w = word.lower()
+    if w in _AFFORD_VERB_WORDS:
+        return w
+    for suf, rep in (("ing", ""), ("ing", "e"), ("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e")):
+        if w.endswith(suf) and len(w) > len(suf) + 1:
+            b = w[: -len(suf)] + rep
+            if b in _AFFORD_VERB_WORDS:
+                return b
+            if rep == "" and len(b) > 2 and b[-1] == b[-2] and b[:-1] in _AFFORD_VERB_WORDS:
+                return b[:-1]  # "cutting" -> "cutt" -> "cut"
+    return None
+
+
+def purpose_affordance(words, after_for: bool = False) -> str | None:
+    """The affordance a purpose clause names (``words``: the clause after "to" / "for" / "what can I",
+    lower-case), or None. Tried in order: the longest entry of AFFORDANCE_VERBS the clause starts
+    with ("make a phone call", "tell the time"); the verb with the clause's last preposition ("write
+    ... on", "drink ... from"); the verb with each of its objects ("hold water"); the verb alone; a
+    light verb's object ("take notes", "have a snack"); after "for", contents ("for water") or a
+    kind of thing ("for food")."""
+    ws = [w for w in words if w not in (",", ";", "?", ".", "!")]
+    if not ws:
+        return None
+    verb = affordance_verb(ws[0])
+    if verb is not None:
+        rest = ws[1:]
+        for n in range(min(5, len(rest)), 0, -1):
+            key = " ".join([verb, *rest[:n]])
+            if key in AFFORDANCE_VERBS:
+                return AFFORDANCE_VERBS[key]
+        if len(rest) >= 2 and " ".join(rest[-2:]) in _CLAUSE_PREPS and f"{verb} {' '.join(rest[-2:])}" in AFFORDANCE_VERBS:
+            return AFFORDANCE_VERBS[f"{verb} {' '.join(rest[-2:])}"]
+        if rest and rest[-1] in _CLAUSE_PREPS and f"{verb} {rest[-1]}" in AFFORDANCE_VERBS:
+            return AFFORDANCE_VERBS[f"{verb} {rest[-1]}"]
+        for w in rest:
+            if w not in _CLAUSE_FILLERS and f"{verb} {w}" in AFFORDANCE_VERBS:
+                return AFFORDANCE_VERBS[f"{verb} {w}"]
+        if verb in AFFORDANCE_VERBS:
+            return AFFORDANCE_VERBS[verb]
+    if ws[0] in LIGHT_VERBS or after_for or verb is None:
+        for w in (ws[1:] if ws[0] in LIGHT_VERBS else ws):
+            if w in _CLAUSE_FILLERS:
+                continue
+            v = affordance_verb(w)
+            if v is not None and v in AFFORDANCE_VERBS and (ws[0] in LIGHT_VERBS or w.endswith("ing")):
+                return AFFORDANCE_VERBS[v]
+            for table in (CONTENT_WORDS, AFFORDANCE_WORDS):
+                if w in table:
+                    return table[w]
+                if w.endswith("s") and w[:-1] in table:
+                    return table[w[:-1]]
+    return None
+
+
+def singular(word: str) -> str:
+    """A crude singular form for lexical comparison ('boxes' → 'box', 'cups' → 'cup', 'glass' stays)."""
+    w = word.lower()
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+# "a pair of scissors", "a roll of tape", "a slice of bread": the object is the word after "of"
+MEASURE_HEADS = frozenset({"pair", "piece", "bunch", "set", "couple", "kind", "type", "sort", "bit", "stack", "pile",
+                           "roll", "slice", "loaf", "sheet", "packet", "ball", "bar", "handful", "box"})
+_CAPTION_STOPS = frozenset({"on", "in", "at", "with", "from", "by", "near", "under", "beside", "next", "behind",
+                            "inside", "and", "that", "which", "over", "against", "lying", "sitting", "standing"})
+
+
+def caption_nouns(caption: str) -> list[str]:
+    """The words naming a caption's object, the head noun last: "a red coffee mug on the table" ->
+    [red, coffee, mug]; "a pair of scissors" -> [scissors]; "a bottle of water" -> [bottle]."""
+    ws = [w for w in re.findall(r"[a-z]+", str(caption).lower()) if w not in ("a", "an", "the", "some", "two", "three")]
+    for k, w in enumerate(ws):
+        if w in _CAPTION_STOPS and k > 0:
+            ws = ws[:k]
+            break
+    if "of" in ws:
+        k = ws.index("of")
+        if k > 0 and ws[k - 1] in MEASURE_HEADS and k + 1 < len(ws):
+            ws = ws[k + 1 :]
+        else:
+            ws = ws[:k]
+    return ws
+
+
+def caption_affordance(caption: str | None, affordance: str) -> tuple[float, str]:
+    """(weight, word) with which a caption names something affording ``affordance`` (its words as
+    written or made singular: "scissors", "cups"); (0, "") when it does not."""
+    if not caption:
+        return 0.0, ""
+    ws = caption_nouns(caption)
+    return max(affordance_weight(ws, affordance), affordance_weight([singular(w) for w in ws], affordance))

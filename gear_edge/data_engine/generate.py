@@ -24,6 +24,7 @@ from gear_edge.data_engine.taxonomy import (
 )
 from gear_edge.errors import InputError
 from gear_edge.types import Scene
+from gear_edge.vocabulary import AFFORDANCE_PHRASES, caption_affordance
 
 WRITER = "template"
 OBJECT_KINDS = ("colour", "size", "shape", "holes", "brightness", "texture")
@@ -54,19 +55,7 @@ POS_MARGIN = 0.03  # leftmost etc.: centroids at least this fraction of the imag
 BRIGHT_MARGIN = 0.05
 COMPARATIVE_MARGIN = 1.15  # "larger than X": no region within this factor of X's area
 ABSENT_TEXTS = ("FRAGILE", "EXIT", "DANGER", "STOP", "KEEP OUT", "THIS SIDE UP", "HOT", "OPEN HERE")
-# object word -> purpose phrase (the deducer resolves purposes against captions)
-AFFORDANCES = {
-    "cup": "something to drink from", "mug": "something to drink from", "glass": "something to drink from",
-    "bottle": "something to drink from", "knife": "something to cut with", "scissors": "something to cut with",
-    "chair": "something to sit on", "stool": "something to sit on", "bench": "something to sit on",
-    "sofa": "something to sit on", "pen": "something to write with", "pencil": "something to write with",
-    "spoon": "something to eat soup with", "fork": "something to eat with", "hammer": "something to hit a nail with",
-    "towel": "something to dry my hands with", "sponge": "something to wash dishes with",
-    "box": "something to put things in", "basket": "something to put things in", "bag": "something to carry things in",
-    "bowl": "something to serve food in", "plate": "something to serve food on", "key": "something to open a lock with",
-    "umbrella": "something to keep the rain off", "lamp": "something to light the room",
-    "helmet": "something to protect my head", "phone": "something to make a call with",
-}
+MIN_PURPOSE_WEIGHT = 0.6  # a caption noun must afford the purpose at least this well to be asked about
 MAX_PER_GENERATOR = 80  # candidates a generator proposes per scene at most (bounds the work)
 
 
@@ -336,18 +325,19 @@ def gen_affordance(ctx: _Ctx) -> list[Candidate]:
         frac = float(f.attr(i, "area_frac", 0.0) or 0.0)
         out.append(_cand(AFFORDANCE, "afford.grasp", _phrase(rng, "grasp", d.text()), [i],
                          [f"R{i} is {f.attr(i, 'size')} ({frac:.1%} of the image): graspable"] + ctx.explain(d)))
-    # purposes, from object words in captions
-    by_purpose: dict[str, list[int]] = {}
+    # purposes, from the caption nouns the vocabulary says afford them (vocabulary.AFFORDANCE_NOUNS);
+    # asked only where exactly one region affords it
+    by_purpose: dict[str, list[tuple[int, str]]] = {}
     for i in f.ids:
-        words = set(_norm_text(f.caption(i) or "").split())
-        for noun, purpose in AFFORDANCES.items():
-            if noun in words:
-                by_purpose.setdefault(purpose, []).append(i)
-    for purpose, ids in sorted(by_purpose.items()):
-        ids = sorted(set(ids))
-        if len(ids) == 1:
+        for aff in AFFORDANCE_PHRASES:
+            weight, word = caption_affordance(f.caption(i), aff)
+            if weight >= MIN_PURPOSE_WEIGHT:
+                by_purpose.setdefault(aff, []).append((i, word))
+    for aff, hits in sorted(by_purpose.items()):
+        if len(hits) == 1:
+            (i, word), purpose = hits[0], AFFORDANCE_PHRASES[aff]
             out.append(_cand(AFFORDANCE, "afford.purpose", rng.choice((purpose, f"find {purpose}", f"I need {purpose}")),
-                             ids, [f'caption of R{ids[0]}: "{f.caption(ids[0])}" -> {purpose}']))
+                             [i], [f'caption of R{i}: "{f.caption(i)}": a {word} affords {aff.replace("_", " ")}']))
     return out
 
 

@@ -10,7 +10,9 @@ Evidence, from masks and colour alone (:func:`assign_roles`):
 * **support**: the large region that *hosts* the others — it touches the image border, and the other
   regions lie in its outline (its holes) or against it. Its fragments (other planks, the table seen
   through a ring's hole, shadow rims) are support too: regions of the support's colour (or its
-  chromaticity, darker) that touch the support or fill a hole of another region.
+  chromaticity, darker) that touch the support or fill a hole of another region, and outline rims
+  (a holed region against the support, smaller than the object filling its hole: the segmenter's
+  shaded edge between them).
 * **background**: large regions not in the support's outline that run along the image's top edge
   above the support (walls, the floor behind the table) or along a long stretch of the image
   border (the floor in front of the table).
@@ -39,6 +41,7 @@ HOST_RING = 0.4  # region j rests against i when i holds this much of the ring a
 SUPPORT_DE = 14.0  # Lab distance within which a fragment has the support's colour
 SHADOW_CHROMA = 0.03  # rg-chromaticity distance of a darker region that reads as the support in shadow
 MIN_BACKGROUND_FRAC = 0.04
+RIM_AGAINST = 0.5  # an outline rim around an object lies this much against the support
 BEHIND_BOTTOM = 0.05  # a host ending this much (unit height) above the lowest of its hosted regions is a backdrop
 BACKGROUND_BORDER = 0.15  # ... or any such region running along this fraction of the image border (floor in front)
 ABOVE_PLANE_M = 0.012  # depth: an object's points stand at least this far above the support plane
@@ -149,7 +152,12 @@ def assign_roles(image: np.ndarray, rles: Sequence[RLE]) -> list[str]:
             by_object = sum(ring[i, j] for i in range(n) if i not in support and roles[i] == "object")
             shadow = (lab[j][0] < lab[ref][0] - 3 and float(np.hypot(*(chrom[j] - chrom[ref]))) <= SHADOW_CHROMA
                       and by_object >= 0.1)
-            if (near_colour and (against >= 0.3 or in_other_hole)) or (shadow and against >= 0.5 and frac[j] < frac[ref]):
+            # a rim: a thin outline around an object, smaller than what fills its hole, lying against
+            # the support (the segmenter's anti-aliased / shaded edge between them), not a thing
+            rim = against >= RIM_AGAINST and any(in_hole[j, i] >= 0.8 and frac[j] < frac[i] and roles[i] == "object"
+                                                 for i in range(n) if i != j and i not in support)
+            if (near_colour and (against >= 0.3 or in_other_hole)) or (shadow and against >= 0.5 and frac[j] < frac[ref]) \
+                    or rim:
                 roles[j] = "support"
                 support.add(j)
                 changed = True

@@ -85,6 +85,7 @@ class NounFilter:
     alternatives: tuple[str, ...] = ()  # more object words for the same thing (from the LLM)
     negated: bool = False
     purpose: bool = False  # the phrase says what the object is for ("something to cut with")
+    affordance: str = ""  # the vocabulary's affordance the purpose names ("cut"; AFFORDANCE_NOUNS), if any
 
     def describe(self) -> str:
         alt = f" (or {', '.join(self.alternatives)})" if self.alternatives else ""
@@ -193,8 +194,11 @@ def spec_to_dict(spec: ObjectSpec) -> dict[str, Any]:
         if isinstance(f, TextFilter):
             return {"text": f.text, "negated": f.negated, "strict": f.strict}
         if isinstance(f, NounFilter):
-            return {"noun": f.phrase, "head": f.head, "alternatives": list(f.alternatives), "negated": f.negated,
-                    "purpose": f.purpose}
+            d = {"noun": f.phrase, "head": f.head, "alternatives": list(f.alternatives), "negated": f.negated,
+                 "purpose": f.purpose}
+            if f.affordance:
+                d["affordance"] = f.affordance
+            return d
         if isinstance(f, RelationFilter):
             d = {"relation": f.relation, "ref": spec_to_dict(f.ref), "negated": f.negated}
             if f.ref2 is not None:

@@ -40,7 +40,8 @@ from gear_edge.deduce.program.semantic import MATCH_FLOOR, MATCH_MARGIN, Semanti
 from gear_edge.scene_index import SceneIndex
 from gear_edge.types import LogicStep, Scene
 from gear_edge.vocabulary import (
-    PARTIAL_COLOUR_FRAC, POSITION_CELLS, POSITION_POINTS, ROLE_NOUNS, SHAPE_NOUNS, VIEWER_DISTANCE_KEYS,
+    AFFORDANCE_SHAPES, AFFORDANCE_WORDS, PARTIAL_COLOUR_FRAC, POSITION_CELLS, POSITION_POINTS, ROLE_NOUNS, SHAPE_NOUNS,
+    VIEWER_DISTANCE_KEYS, caption_affordance,
 )
 
 PURPOSE_FLOOR = 0.35  # purpose phrases ("something to cut with") embed further from captions than names do
@@ -219,11 +220,14 @@ class Executor:
                 self._attr(view, run, f, trace, label)
             elif isinstance(f, RelationFilter):
                 self._relation(view, run, f, trace, label, depth)
+        # what a purpose acts on is not the answer ("to cut the tape with": not the tape), unless it
+        # affords the purpose itself ("to drink coffee from": the coffee mug)
+        uses = [_affordance(f) for f in nouns if f.purpose and not f.negated and _affordance(f)]
         lazy = self._lazy_mode(view, spec, nouns, soft, excludes, deferred, as_all)
         for f in sorted(nouns, key=lambda f: not f.negated) + deferred:
             if lazy is not None and self._noun_lazy(view, run, f, spec, lazy, trace, label):
                 continue
-            self._noun(view, run, f, trace, label, narrowing)
+            self._noun(view, run, f, trace, label, narrowing, spare=uses if f.negated else ())
         singular = spec.quantity == "one" and not as_all
         for f in soft:
             if f.kind == "size" and singular and not f.negated and spec.order is None and len(run.ids) > 1:
@@ -400,13 +404,15 @@ class Executor:
         trace.add(f"{label}{f.describe()} ({source}): kept {ids_text(run.ids)}", run.ids)
         return True
 
-    def _noun(self, view: SceneView, run: _Run, f: NounFilter, trace: Trace, label: str, narrowing: bool) -> None:
+    def _noun(self, view: SceneView, run: _Run, f: NounFilter, trace: Trace, label: str, narrowing: bool,
+              spare: Sequence[str] = ()) -> None:
         before = list(run.ids)
         if not before:
             trace.add(f"{label}{f.describe()}: nothing left to match", [])
             return
         shape = _shape_noun(f)
         role = _role_word(f)
+        aff = _affordance(f)
         view.need_captions(before)
         regions = [view.regions[i] for i in before]
         ns = self.matcher.score(regions, f.phrase, f.alternatives, f.head)
@@ -415,14 +421,26 @@ class Executor:
             # no captioner: text read on the objects, the shape a shape noun names, or the role confirm it
             hits = [i for i in before if ns.why[i].startswith("reads")]
             words = f.phrase.split()
-            if not hits and len(words) > 1 and not f.purpose:  # "the keep dry box": its label before the noun
+            label_hits: list[int] = []
+            if len(words) > 1 and not f.purpose:  # "the keep dry box": its label before the noun
                 label_words = " ".join(words[:-1])
-                hits = [i for i in before if text_matches(label_words, region_texts(view.regions[i])[1] or "")]
+                label_hits = [i for i in before if text_matches(label_words, region_texts(view.regions[i])[1] or "")]
+                hits = hits or label_hits
+            if not hits and not f.negated and aff in AFFORDANCE_SHAPES and shape is None and role is None:
+                # a robot without a captioner: the shape that affords it (weak evidence, said so)
+                ashape = AFFORDANCE_SHAPES[aff]
+                run.keep(self._noun_check(view, before, ashape, None))
+                trace.add(f"{label}{f.describe()}: no captions; affords {aff.replace('_', ' ')} by shape "
+                          f"{ashape.describe()} (weak: the words themselves not checked): kept {ids_text(run.ids)}",
+                          run.ids)
+                return
             if shape is not None or role is not None:
                 checked = self._noun_check(view, before, shape, role)
                 what = f"shape {shape.describe()}" if shape is not None else f"role {role}"
                 if f.negated:
                     run.keep([i for i in before if i not in checked])
+                elif label_hits:  # the labelled one among those of the noun's shape
+                    run.keep([i for i in label_hits if i in checked] or label_hits)
                 else:
                     run.keep(sorted(set(checked) | set(hits)))
                 trace.add(f"{label}{f.describe()}: no captions (the words themselves not checked); by {what}: "
@@ -445,14 +463,47 @@ class Executor:
             drop = [i for i in before if ns.scores[i] >= NEGATED_FLOOR]
             if not drop and (shape is not None or role is not None):
                 drop = self._noun_check(view, before, shape, role)
+            spared = [i for i in drop if any(_caption_affords(view, i, a)[0] > 0 for a in spare)]
+            drop = [i for i in drop if i not in spared]
             run.keep([i for i in before if i not in drop])
-            trace.add(f"{label}{f.describe()}: dropped {ids_text(drop)}", run.ids)
+            note = f" (spared {ids_text(spared)}: it affords the use)" if spared else ""
+            trace.add(f"{label}{f.describe()}: dropped {ids_text(drop)}{note}", run.ids)
             return
         floor = PURPOSE_FLOOR if f.purpose else MATCH_FLOOR
-        kept = ns.matches(before, floor=floor, margin=MATCH_MARGIN)
         ranked = sorted(before, key=lambda i: -ns.scores[i])[:3]
         detail = "; ".join(f"R{i} {ns.scores[i]:.2f}" for i in ranked)
         how = "lexical only (no sentence-embedding model)" if lexical_only else "caption/text similarity"
+        if aff and f.purpose:
+            # a purpose the vocabulary knows: the objects whose caption names something that affords it
+            weights = {i: _caption_affords(view, i, aff) for i in before}
+            afford = [i for i in before if weights[i][0] > 0]
+            if afford:
+                run.keep(afford)
+                for i in afford:
+                    run.add(i, 2.0 * weights[i][0] + ns.scores[i])
+                shown = "; ".join(f"R{i} {weights[i][1]} {weights[i][0]:.1f}"
+                                  for i in sorted(afford, key=lambda i: -weights[i][0])[:MAX_STEP_IDS])
+                trace.add(f"{label}{f.describe()}: affords {aff.replace('_', ' ')} by caption noun [{shown}]: kept "
+                          f"{ids_text(run.ids)}", run.ids)
+                return
+            # the vocabulary knows this use and no caption names such a thing: only a caption as close
+            # as a name would be counts (not the looser purpose floor), and not the shape an LLM
+            # word names ("something to eat" -> "bowl" must not make a round thing food)
+            floor = MATCH_FLOOR
+            shape = role = None
+            trace.add(f"{label}{f.describe()}: no caption names a thing that affords {aff.replace('_', ' ')}; "
+                      f"by similarity (floor {floor:.2f})", None)
+        kept = ns.matches(before, floor=floor, margin=MATCH_MARGIN)
+        if not kept and aff and not f.purpose and shape is None and role is None:
+            # a kind of thing ("a snack", "some food"): captions first, then what affords its use
+            weights = {i: _caption_affords(view, i, aff) for i in before}
+            kept = [i for i in before if weights[i][0] > 0]
+            run.keep(kept)
+            for i in kept:
+                run.add(i, 2.0 * weights[i][0])
+            trace.add(f"{label}{f.describe()} by {how} [{detail}]: no caption names it; a kind of thing that affords "
+                      f"{aff.replace('_', ' ')}: kept {ids_text(run.ids)}", run.ids)
+            return
         if not kept and (shape is not None or role is not None):
             # captions first, then the shape (or role) the noun names
             kept = self._noun_check(view, before, shape, role)
@@ -478,6 +529,8 @@ class Executor:
         embedder, one object asked for with nothing after it ("best")."""
         if not self.lazy or not view.has_captions or len(nouns) != 1 or nouns[0].negated or deferred or excludes:
             return None
+        if nouns[0].purpose:
+            return None  # a purpose is kept by the vocabulary's affordances first (_noun), not by its score
         o = spec.order
         if soft:  # "the cup on the left": one exact-or-most-so word whose degree is the region's own
             g = soft[0]
@@ -783,6 +836,22 @@ def _shape_noun(f: NounFilter):
         if words and singular(words[-1]) in SHAPE_NOUNS:
             return SHAPE_NOUNS[singular(words[-1])]
     return None
+
+
+def _affordance(f: NounFilter) -> str:
+    """The affordance a noun filter stands for: the purpose's (parsed), else that of a head word
+    naming a kind of thing or a property of use ("snack", "food", "sharp": ``AFFORDANCE_WORDS``)."""
+    if f.affordance:
+        return f.affordance
+    if f.purpose or not f.head:
+        return ""
+    w = f.head.split()[-1]
+    return AFFORDANCE_WORDS.get(w) or AFFORDANCE_WORDS.get(singular(w)) or ""
+
+
+def _caption_affords(view: "SceneView", i: int, affordance: str) -> tuple[float, str]:
+    """(weight, word) with which region i's caption names something affording ``affordance``."""
+    return caption_affordance(region_texts(view.regions[i])[0], affordance)
 
 
 def _role_word(f: NounFilter) -> str | None:

@@ -104,6 +104,20 @@ PREAMBLES = [
     "whichever one's", "which one", "could you please", "can you please", "would you please", "please get",
     "which", "i'd like you to", "go get", "go and get", "lift", "pick out", "choose", "look at",
 ]
+# commands a robot is given about an object (tracking, attending, moving): request words like "find"
+COMMAND_VERBS = [
+    "follow", "track", "trace", "watch", "monitor", "observe", "keep tracking", "keep track of", "keep following",
+    "keep watching", "keep an eye on", "keep your eye on", "keep your eyes on", "start tracking", "start following",
+    "begin tracking", "lock onto", "lock on to", "lock on", "focus on", "zoom in on", "zoom into", "centre on",
+    "tracking", "following", "go to", "move to", "approach", "push", "nudge", "move", "put away", "lift up",
+    "reach for", "stare at", "aim at", "head to", "head towards", "drive to", "go towards",
+]
+# command words that are also nouns ("the watch", "a track"): verbs only when an object phrase follows
+VERB_OR_NOUN = {"mark", "touch", "pick", "take", "watch", "track", "trace", "move", "push", "tracking", "following"}
+# "what" questions: followed directly by a containment / support relation ("what's on the box?") they ask
+# for every object that fits
+WH_CONTENTS = {"what's", "whats", "what is", "what are", "what"}
+WH_CONTENT_RELATIONS = {"inside", "on", "under"}  # what is in / on / under X: its contents, all of them
 PURPOSE_PREAMBLES = ["what can i use", "what could i use", "what should i use", "what do i use", "which can i use",
                      "what would i use", "what can be used", "which object can i use", "what object can i use",
                      "which thing can i use", "what thing can i use", "give me something", "i need something",
@@ -144,6 +158,11 @@ SKIP_WORDS = {"coloured", "colour", "sized", "size", "shaped", "looking", "tone"
 WITH_HOLES = [("with", "holes"), ("with", "a", "hole"), ("with", "hole"), ("with", "a", "hole", "in", "it"),
               ("with", "holes", "in", "it")]
 
+# "with FRAGILE written on it", "that has 'A-12' printed on it": the words before it are the text
+WRITTEN_PARTICIPLES = {"written", "printed", "painted", "inscribed", "stamped", "engraved", "scrawled", "marked",
+                       "lettered", "embossed", "stencilled", "stenciled", "handwritten", "typed"}
+MAX_TEXT_WORDS = 6  # words of such a text
+
 _QUOTES = re.compile(r"\"([^\"]{1,200})\"|“([^”]{1,200})”|‘([^’]{1,200})’|(?<![\w'])'([^']{1,200})'(?![\w])|«([^»]{1,200})»")
 
 
@@ -162,7 +181,7 @@ _POS = _phrases(POS_WORDS)
 _SUPS = _phrases(SUPERLATIVES)
 _RELS = _phrases(RELATION_PHRASES)
 _DIST = _phrases(DISTANCE_PHRASES)
-_PREAMBLES = _phrases(PREAMBLES)
+_PREAMBLES = _phrases(PREAMBLES + COMMAND_VERBS)
 _PURPOSE_PRE = _phrases(PURPOSE_PREAMBLES)
 _TRAILERS = _phrases(TRAILERS)
 _TEXT_INTROS = _phrases(TEXT_INTROS)
@@ -247,6 +266,7 @@ class _Spec:
     generic: bool = False
     rank: int | None = None  # an ordinal waiting for its direction ("second ... from the left")
     rank_word: str = ""
+    negate_head: bool = False  # "not a triangle" before the head: the object words are negated
 
     def build(self) -> ObjectSpec:
         quantity = self.quantity or ("all" if self.plural or (self.count or 1) > 1 else "one")
@@ -284,13 +304,19 @@ class _ParseRun:
             self.toks = self.toks[:MAX_TOKENS]
         self.i = 0
         self.unresolved: list[Unresolved] = []
+        self.wh = False  # the request words were a "what" question ("what's", "what is")
         self._strip_trailers()
         purpose_pre = self._preamble()
         targets: list[ObjectSpec] = []
         while self.i < len(self.toks):
             start = self.i
+            # "what's inside the tray?", "what is on the box": a question about contents lists them all
+            contents = self.wh and not targets and self._relation_starts(self.i)
             spec = self._np(depth=0, purpose_start=purpose_pre and not targets)
             if spec is not None:
+                if contents and spec.order is None and spec.quantity == "one":
+                    spec = replace(spec, quantity="all")
+                    self.notes.append("a question about what is there: every object that fits")
                 targets.append(spec)
             if self.i < len(self.toks) and self.toks[self.i].w in (",", ";", "and", "or"):
                 self.i += 1
@@ -355,8 +381,9 @@ class _ParseRun:
                 purpose = True
                 continue
             m = self._match(_PREAMBLES)
-            if m and not (m[0] == 1 and self._peek() in ("mark", "touch", "pick", "take") and self._peek(1) not in DETERMINERS):
-                # "mark"/"pick"... only as verbs when an object phrase follows
+            if m and not (m[0] == 1 and self._peek() in VERB_OR_NOUN and not self._np_starts(self.i + 1)):
+                # "mark"/"watch"/"track"... only as verbs when an object phrase follows
+                self.wh = " ".join(t.w for t in self.toks[self.i : self.i + m[0]]) in WH_CONTENTS
                 self.i += m[0]
                 continue
             if self._peek() in (",", ";"):
@@ -365,14 +392,33 @@ class _ParseRun:
             break
         return purpose
 
+    def _relation_starts(self, at: int) -> bool:
+        """A containment / support relation starts at ``at`` (after an optional posture verb:
+        "sitting on"); directions ("what's left of the cup") keep picking the one that fits best."""
+        if at < len(self.toks) and self.toks[at].w in _V.POSTURE_VERBS:
+            at += 1
+        m = self._match(_RELS, at) if at < len(self.toks) else None
+        return m is not None and m[1] in WH_CONTENT_RELATIONS
+
+    def _np_starts(self, at: int) -> bool:
+        """A noun phrase starts at ``at``: a determiner, quantifier, count or adjective."""
+        if at >= len(self.toks):
+            return False
+        w = self.toks[at].w
+        return (w in DETERMINERS or w in PLURAL_DETERMINERS or w in GENERIC_PLURAL or w in GENERIC_SINGULAR
+                or bool(self._match(_QUANTS, at)) or bool(self._match(_NUMBERS, at)) or self._is_premod(at))
+
     # ---- noun phrases -----------------------------------------------------------------------
 
     def _np(self, depth: int, purpose_start: bool = False) -> ObjectSpec | None:
         s = _Spec()
         start = self.i
-        if purpose_start and self._peek() in ("to", "for", "in"):
+        if purpose_start and (self._peek() in ("to", "for", "in") or _V.affordance_verb(self._peek())):
+            # "what can I use to cut ...", "what could I wipe the counter with?"
             s.generic = True
             self._purpose(s)
+            return s.build()
+        if self._need(s):  # "I'm hungry", "we are thirsty"
             return s.build()
         self._premods(s)
         self._head(s)
@@ -444,6 +490,10 @@ class _ParseRun:
         if self._peek() in ("non", "not", "no") and self._peek(1) and self._is_premod(self.i + 1):
             st.negate = True
             self.i += 1
+            return GO_ON
+        if self._peek() == "not" and self._peek(1) in ("a", "an") and self._unknown(self.i + 2):
+            s.negate_head = True  # "whichever one is not a triangle"
+            self.i += 2
             return GO_ON
         return None
 
@@ -637,7 +687,7 @@ class _ParseRun:
         if len(words) > MAX_HEAD_WORDS:
             self._leftover(" ".join(words), s, head)
         else:
-            s.filters.append(NounFilter(" ".join(words), head=head))
+            s.filters.append(NounFilter(" ".join(words), head=head, negated=s.negate_head))
 
     def _head_word(self, words: list[str]) -> str:
         if "of" in words:
@@ -909,10 +959,30 @@ class _ParseRun:
     def _pm_purpose(self, s: _Spec, st: "_PostState"):
         m = self._match(_PURPOSE)
         w = self._peek()
-        if m and (w != "to" or self._unknown(self.i + 1) or self._peek(1) in ("eat", "drink", "cut", "open", "sit")):
+        if m and (w != "to" or self._unknown(self.i + 1) or _V.affordance_verb(self._peek(1))):
             self._purpose(s)
             return GO_ON
         return None
+
+    def _pm_clause_noun(self, s: _Spec, st: "_PostState"):
+        """A noun after a copula or negation in a relative clause ("the round things that aren't
+        rings", "the one that is not a box", "whichever is a disc") -> an object NounFilter, negated
+        with the clause."""
+        if not st.clause or self.i == 0 or self.toks[self.i - 1].w not in COPULAS | NEGATIONS:
+            return None
+        j = self.i
+        if j < len(self.toks) and self.toks[j].w in ("a", "an", "the", "some"):
+            j += 1
+        if not self._unknown(j) or self._is_premod(j):
+            return None
+        words = []
+        while self._unknown(j) and len(words) < MAX_HEAD_WORDS:
+            words.append(self.toks[j].w)
+            j += 1
+        self.i = j
+        s.filters.append(NounFilter(" ".join(words), head=words[-1], negated=st.negate))
+        st.negate = False
+        return GO_ON
 
     def _pm_clause_adjectives(self, s: _Spec, st: "_PostState"):
         """Adjectives in a relative clause ("that is red"), or after a generic head ("something yellow")."""
@@ -944,6 +1014,11 @@ class _ParseRun:
         phrase = f"{self.toks[st.start - 1].w if st.start else 'something'} {' '.join(words)}".strip()
         s.head = words
         self._leftover(phrase, s, words[-1])
+        affordance = next((_V.AFFORDANCE_WORDS[w] for w in words if w in _V.AFFORDANCE_WORDS), "")
+        if affordance:  # "something sharp", "anything edible": what it is for
+            s.filters = [replace(f, purpose=True, affordance=affordance, head=None)
+                         if isinstance(f, NounFilter) and f.phrase == " ".join(phrase.split()[:MAX_LEFTOVER_WORDS])
+                         and not f.negated else f for f in s.filters]
         return GO_ON
 
     def _pm_rest(self, s: _Spec, st: "_PostState"):
@@ -1007,6 +1082,8 @@ class _ParseRun:
             q = _quote_index(self.toks[self.i])
             if q is not None:
                 self.i += 1
+                if self._peek() in WRITTEN_PARTICIPLES:  # "the word EXIT printed on it"
+                    self.i += 1
                 if self._peek() in ("on", "in") and self._peek(1) in ("it", "them"):
                     self.i += 2
                 return self.quotes[q]
@@ -1019,17 +1096,52 @@ class _ParseRun:
         words = []
         while self.i < len(self.toks):
             t = self.toks[self.i]
-            if t.w in (",", ";") or (words and (self._post_start(self.i) or t.w in RELPRONS)):
-                break
             if t.w in ("on", "in") and self._peek(1) in ("it", "them"):
                 self.i += 2
                 break
+            if t.w in (",", ";") or (words and (self._post_start(self.i) or t.w in RELPRONS)):
+                break
+            if t.w in WRITTEN_PARTICIPLES and words:  # "labelled with the words keep out printed on it"
+                self.i += 1
+                continue
             words.append(t.orig)
             self.i += 1
         return " ".join(words)
 
+    def _written(self) -> str | None:
+        """At the cursor, "X written / printed / ... (on it)" (after "with", "without", "has"): the
+        text X, the cursor moved past it; None (cursor unmoved) when no such participle follows."""
+        j, parts = self.i, []
+        while j < len(self.toks) and j - self.i <= MAX_TEXT_WORDS:
+            t = self.toks[j]
+            if t.w in WRITTEN_PARTICIPLES and parts:
+                break
+            if t.w in (",", ";") or t.w in RELPRONS or (parts and self._outer_postmod(j)):
+                return None
+            q = _quote_index(t)
+            parts.append(self.quotes[q] if q is not None else t.orig)
+            j += 1
+        else:
+            return None
+        while parts and parts[0].lower() in ("a", "an", "the", "some", "word", "words", "text", "letters", "label",
+                                             "name", "sign"):
+            parts.pop(0)
+        if not parts or j >= len(self.toks):
+            return None
+        self.i = j + 1
+        if self._peek() in ("on", "in", "across", "onto", "over") and self._peek(1) in ("it", "them", "its", "the"):
+            self.i += 2
+            if self.toks[self.i - 1].w in ("its", "the") and self._peek() in ("side", "front", "top", "lid", "back"):
+                self.i += 1
+        return " ".join(parts)
+
     def _with(self, s: _Spec, negate: bool, depth: int) -> None:
-        """'with holes', 'with the text X', 'with a cup on it', 'with a cup' (after 'with' / 'has')."""
+        """'with holes', 'with the text X', 'with X written on it', 'with a cup on it', 'with a cup'
+        (after 'with' / 'has')."""
+        text = self._written()
+        if text is not None:
+            s.filters.append(TextFilter(text, negate))
+            return
         j = self.i
         while j < len(self.toks) and self.toks[j].w in ("a", "an", "some", "no", "any"):
             j += 1
@@ -1076,10 +1188,32 @@ class _ParseRun:
                 self.i += 1
         s.filters.append(RelationFilter(rel, ref, None, negate))
 
+    def _need(self, s: _Spec) -> bool:
+        """'I'm hungry', 'we are so thirsty', 'my hands are dirty': a need (``vocabulary.NEED_WORDS``)
+        -> a purpose NounFilter for the affordance that meets it."""
+        for subj in sorted(_V.NEED_SUBJECTS, key=len, reverse=True):
+            n = len(subj)
+            if tuple(t.w for t in self.toks[self.i : self.i + n]) != subj:
+                continue
+            j = self.i + n
+            while j < len(self.toks) and self.toks[j].w in ("so", "very", "really", "quite", "a", "bit", "little",
+                                                            "kind", "of", "getting", "feeling", "pretty"):
+                j += 1
+            if j < len(self.toks) and self.toks[j].w in _V.NEED_WORDS:
+                need = self.toks[j].w
+                said = " ".join(t.w for t in self.toks[self.i : j + 1])
+                self.i = j + 1
+                s.generic = True
+                s.filters.append(NounFilter(said, head=None, purpose=True, affordance=_V.NEED_WORDS[need]))
+                self.unresolved.append(Unresolved(said, "purpose", (), said))
+                return True
+        return False
+
     def _purpose(self, s: _Spec) -> None:
-        """'to cut the tape with', 'for cutting', 'that can hold water' → a purpose NounFilter."""
+        """'to cut the tape with', 'for cutting', 'that can hold water' → a purpose NounFilter (with
+        the affordance it names, ``vocabulary.purpose_affordance``)."""
         m = self._match(_PURPOSE)
-        intro = " ".join(t.w for t in self.toks[self.i : self.i + (m[0] if m else 0)])
+        intro = " ".join(t.w for t in self.toks[self.i : self.i + (m[0] if m else 0)]) or "to"
         if m:
             self.i += m[0]
         words = [t.w if _quote_index(t) is None else self.quotes[_quote_index(t)] for t in self.toks[self.i :]]
@@ -1104,7 +1238,8 @@ class _ParseRun:
         s.filters = [f for f in s.filters if not isinstance(f, NounFilter)]
         # matched as said and without what it acts on ("something to cut with"); that thing is not the answer
         alts = (phrase,) if phrase != said else ()
-        s.filters.append(NounFilter(said, head=None, alternatives=alts, purpose=True))
+        affordance = _V.purpose_affordance(words, after_for=intro.endswith("for")) or ""
+        s.filters.append(NounFilter(said, head=None, alternatives=alts, purpose=True, affordance=affordance))
         for a in acted_on:
             s.filters.append(NounFilter(a, head=a, negated=True))
         self.unresolved.append(Unresolved(said, "purpose", acted_on, said))
@@ -1186,7 +1321,7 @@ POSTMODIFIERS: tuple[PhraseKind, ...] = _registry(
     ("outside", 0), ("punctuation", 10), ("conjunction", 20), ("relative", 30), ("copula", 40), ("negation", 50),
     ("quote", 60), ("except", 70), ("text", 80), ("posture", 85), ("holes", 90), ("ordinal_direction", 100),
     ("position", 110), ("distance", 120), ("comparative", 130), ("relation", 140), ("with", 150), ("purpose", 160),
-    ("clause_adjectives", 170), ("generic_words", 180), ("rest", 1000),
+    ("clause_noun", 165), ("clause_adjectives", 170), ("generic_words", 180), ("rest", 1000),
 )
 # Pre-modifiers, the same way (one _pre_<name> method + one line): e.g. a quoted label before
 # determiners, colours before sizes ("orange" the colour, "light blue" the shade), superlatives

@@ -26,6 +26,7 @@ from gear_edge.engines.base import Engine
 from gear_edge.errors import InputError, MissingDependencyError
 from gear_edge.manifest import Manifest
 from gear_edge.types import Region
+from gear_edge.vocabulary import singular  # noqa: F401  (re-exported: the executor and filler use it)
 
 EMBED_MANIFEST = "minilm-l6-int8"
 TOKENIZER_MANIFEST = "minilm-l6-tokenizer"
@@ -172,18 +173,6 @@ def clean_text(text: object) -> str:
 def words(text: str) -> list[str]:
     """Lower-case alphanumeric words of ``text``."""
     return _WORD.findall(str(text).lower())
-
-
-def singular(word: str) -> str:
-    """A crude singular form for lexical comparison ('boxes' → 'box', 'cups' → 'cup', 'glass' stays)."""
-    w = word.lower()
-    if len(w) > 4 and w.endswith("ies"):
-        return w[:-3] + "y"
-    if len(w) > 4 and w.endswith(("ches", "shes", "xes", "sses", "zes")):
-        return w[:-2]
-    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        return w[:-1]
-    return w
 
 
 @dataclass
