@@ -233,10 +233,16 @@ class Assembly:
 
         cfg = self.config
         model, verified = self._user_llm()
+        adapter, adapter_verified = self._user_adapter()
         return LocalLLM(
             model_path=model,
             sha256=verified.get("sha256"),
             manifest=verified.get("manifest"),
+            lora_path=adapter,
+            lora_sha256=adapter_verified.get("sha256"),
+            lora_manifest=adapter_verified.get("manifest"),
+            lora_scale=float(cfg.get("deduce", "adapter_scale")),
+            allow_unverified_adapter=bool(cfg.get("runtime", "allow_unverified_models")),
             n_ctx=int(cfg.get("deduce", "n_ctx")),
             threads=int(cfg.get("runtime", "threads")),
             seed=int(cfg.get("deduce", "seed")),
@@ -254,6 +260,7 @@ class Assembly:
         # the LLM loads only when a query needs it (most are parsed without it), but a configured GGUF
         # that is not there (or fails its check) is a configuration error now, not mid-mission
         model, _ = self._user_llm()
+        self._user_adapter()
         # deduce.program_llm "auto": the default SmolLM2-135M is not asked (measured not to help)
         return ProgramDeducer(llm=self._optional("llm"), embedder=self._optional("embedder"),
                               threads=int(cfg.get("runtime", "threads")),
@@ -280,6 +287,26 @@ class Assembly:
         if how == "manifest":
             return model, {"manifest": model.with_suffix(".toml")}
         return model, {}
+
+    def _user_adapter(self) -> tuple[Path | None, dict[str, Any]]:
+        """``deduce.adapter`` (a LoRA GGUF) checked before use like ``deduce.model``: its
+        ``deduce.adapter_sha256``, the manifest next to it, or ``runtime.allow_unverified_models``."""
+        adapter = self.config.path("deduce", "adapter")
+        if adapter is None:
+            return None, {}
+        if not adapter.is_file():
+            raise InputError(f"deduce.adapter: LoRA adapter file {adapter} does not exist; fix the path or leave "
+                             "deduce.adapter empty for the base model alone")
+        from gear_edge.manifest import check_model_file
+
+        sha = self.config.get("deduce", "adapter_sha256") or ""
+        how = check_model_file(adapter, "deduce.adapter", sha256=sha,
+                               allow_unverified=bool(self.config.get("runtime", "allow_unverified_models")))
+        if how == "sha256":
+            return adapter, {"sha256": sha}
+        if how == "manifest":
+            return adapter, {"manifest": adapter.with_suffix(".toml")}
+        return adapter, {}
 
     def _optional(self, name: str) -> Callable[[], Any]:
         """A provider of component ``name`` for the program deducer (which calls it on first need and

@@ -211,7 +211,8 @@ def _mount_optional(sub) -> None:
     """Subcommands whose modules add their own arguments. Every one is mounted: the modules import
     only numpy and gear_edge at the top (their heavy dependencies load when the subcommand runs), so
     an ImportError here is a broken install and propagates, except a missing ``export`` package (a
-    gear_edge installed without its export tools), whose subcommands then say what to install."""
+    gear_edge installed without its export tools) or ``train`` package, whose subcommands then say what
+    to install."""
     import importlib
 
     for name, module, help_text in (
@@ -221,15 +222,16 @@ def _mount_optional(sub) -> None:
         ("bench", "gear_edge.bench", "latency benchmark of every stage and the whole loop"),
         ("build-engine", "export.build_engine", "ONNX -> TensorRT plan with an engine cache (needs TensorRT)"),
         ("export", "export.cli", "export SAM2 / the captioner to ONNX (needs the [export] extra)"),
+        ("train-deducer", "train.cli", "direct-deducer training data and its LoRA adapter (training needs [train])"),
     ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if not module.startswith("export.") or exc.name != "export":
+            if module.split(".")[0] not in ("export", "train") or exc.name != module.split(".")[0]:
                 raise
             p = sub.add_parser(name, help=help_text + " [not installed]", add_help=False)
             p.add_argument("args", nargs=argparse.REMAINDER)
-            p.set_defaults(func=_missing_export(name))
+            p.set_defaults(func=_missing_export(name) if module.startswith("export.") else _missing_train(name))
             continue
         p = sub.add_parser(name, help=help_text)
         mod.add_arguments(p)
@@ -242,6 +244,17 @@ def _missing_export(name: str):
 
         raise MissingDependencyError(f"'gear-edge {name}' needs the export tools (the 'export' package), which "
                                      f"this installation lacks: {EXPORT_INSTALL}")
+
+    return run
+
+
+def _missing_train(name: str):
+    def run(_: argparse.Namespace) -> int:
+        from gear_edge.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"'gear-edge {name}' needs the training tools (the 'train' package), which "
+                                     "this installation lacks: install gear-edge from a source checkout with "
+                                     "pip install '.[train]'")
 
     return run
 

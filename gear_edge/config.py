@@ -173,6 +173,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "model": Key(str, "", doc="path of a GGUF; empty = the SmolLM2-135M manifest"),
         "model_sha256": Key(str, "", sha256=True, doc="expected sha256 of deduce.model (required for a user GGUF "
                                                       "unless runtime.allow_unverified_models)"),
+        "adapter": Key(str, "", doc="path of a LoRA adapter GGUF for deduce.model (llama.cpp format, "
+                                    "gear-edge train-deducer); empty = none"),
+        "adapter_sha256": Key(str, "", sha256=True, doc="expected sha256 of deduce.adapter (else the manifest next "
+                                                        "to it; required unless runtime.allow_unverified_models)"),
+        "adapter_scale": Key(float, 1.0, -100.0, 100.0, doc="LoRA scale llama.cpp applies the adapter with"),
         "n_ctx": Key(int, 2048, 256, 131_072, doc="LLM context, tokens"),
         "seed": Key(int, 0, 0, 2**32 - 1),
         "max_cached_scenes": Key(int, 4, 0, 1024, doc="scene prefixes whose KV state is kept"),

@@ -62,7 +62,8 @@ def test_direct_is_a_deducer_and_answers_with_scene_ids(direct):
     for q in ["the red box", "the object with FRAGILE written on it", "the purple elephant"]:
         a = direct.deduce(scene, q)
         assert set(a.targets) <= set(scene.ids) and len(set(a.targets)) == len(a.targets)
-        assert 1 <= len(a.steps) <= direct.max_steps and all(len(s.text) <= 80 for s in a.steps)
+        assert a.steps[-1].text == "LLM: SmolLM2-135M-Instruct.Q4_1.gguf" and a.meta["llm"]["adapter"] is None
+        assert 1 <= len(a.steps) - 1 <= direct.max_steps and all(len(s.text) <= 80 for s in a.steps[:-1])
         assert a.steps[-1].kept == a.targets
         if a.targets:
             assert a.mask == gm.merge([scene.region(t).rle for t in a.targets])

@@ -6,6 +6,8 @@ out exactly the regions it claims; an "absent" request that nothing satisfies; a
 clear margin over the runner-up); :meth:`TemplateWriter.write` then keeps at most ``per_class`` per
 class, preferring different target sets, chosen with the caller's seeded RNG (so a run is
 reproducible). Wording is plain English that any reader (and the deducer's parser) understands.
+The sentence templates around the noun phrases are a table (:data:`PHRASINGS`; ``phrasings=`` swaps
+in another, e.g. the held-out one of :mod:`gear_edge.data_engine.deducer_data`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ PHRASINGS = {
     "find_all": ("{np}", "find {np}", "segment {np}", "where are {np}?", "show me {np}"),
     "absent": ("{np}", "find {np}", "is there {a_np}?", "segment {np}"),
     "grasp": ("pick up {np}", "grab {np}", "hand me {np}", "bring me {np}", "fetch {np}", "give me {np}"),
+    # {np} is the text read on the object
+    "text": ('the object with the text "{np}"', 'the object that says "{np}"', 'find the object labelled "{np}"'),
+    "absent_text": ('the object that says "{np}"', 'the object with the text "{np}"', 'is there anything labelled "{np}"?'),
+    # {np} is a purpose ("something to drink from")
+    "purpose": ("{np}", "find {np}", "I need {np}"),
 }
+PHRASING_KINDS = tuple(PHRASINGS)
 RELATION_WORDS = {
     "left_of": ("to the left of", "left of"),
     "right_of": ("to the right of", "right of"),
@@ -63,8 +71,26 @@ def _article(words: str) -> str:
     return "an" if words[:1].lower() in "aeiou" else "a"
 
 
-def _phrase(rng: random.Random, kind: str, np: str, a_np: str | None = None) -> str:
-    return rng.choice(PHRASINGS[kind]).format(np=np, a_np=a_np or np)
+def _phrase(rng: random.Random, kind: str, np: str, a_np: str | None = None, phrasings=None) -> str:
+    return rng.choice((phrasings or PHRASINGS)[kind]).format(np=np, a_np=a_np or np)
+
+
+def check_phrasings(phrasings) -> dict[str, tuple[str, ...]]:
+    """A phrasing table (kind → templates with ``{np}``, optionally ``{a_np}``) checked: every kind of
+    :data:`PHRASINGS`, each a non-empty tuple of templates that name ``{np}`` or ``{a_np}``."""
+    out = {}
+    for kind in PHRASING_KINDS:
+        ts = tuple(phrasings.get(kind, ()))
+        if not ts:
+            raise InputError(f"phrasings: kind {kind!r} has no templates")
+        for t in ts:
+            if "{np}" not in t and "{a_np}" not in t:
+                raise InputError(f"phrasings: {kind} template {t!r} names neither {{np}} nor {{a_np}}")
+        out[kind] = ts
+    unknown = sorted(set(phrasings) - set(PHRASING_KINDS))
+    if unknown:
+        raise InputError(f"phrasings: unknown kind(s) {unknown} (known: {', '.join(PHRASING_KINDS)})")
+    return out
 
 
 def _ids(ids: Iterable[int]) -> str:
@@ -82,6 +108,10 @@ class _Ctx:
     rng: random.Random
     max_targets: int
     max_atoms: int
+    phrasings: dict | None = None  # None: PHRASINGS
+
+    def phrase(self, kind: str, np: str, a_np: str | None = None) -> str:
+        return _phrase(self.rng, kind, np, a_np, self.phrasings)
 
     def explain(self, d: Description, pool: Iterable[int] | None = None) -> list[str]:
         """Rationale steps: the regions left after each atom of ``d``."""
@@ -120,8 +150,7 @@ def gen_identity(ctx: _Ctx) -> list[Candidate]:
             others = [j for j in f.ids if j != i and norm in _norm_text(" ".join(f.texts(j)) + " " + (f.caption(j) or ""))]
             if others:
                 continue
-            q = ctx.rng.choice((f'the object with the text "{clean}"', f'the object that says "{clean}"',
-                                f'find the object labelled "{clean}"'))
+            q = ctx.phrase("text", clean)
             out.append(_cand(IDENTITY, "identity.text", q, [i], [f'text read on R{i}: "{clean}"', "no other region reads it"]))
         cap = f.caption(i)
         if cap:
@@ -130,7 +159,7 @@ def gen_identity(ctx: _Ctx) -> list[Candidate]:
                 words = words[1:]
             np = " ".join(words[:6])
             if np and not any(j != i and f.caption(j) and _norm_text(np) in _norm_text(f.caption(j) or "") for j in f.ids):
-                out.append(_cand(IDENTITY, "identity.caption", _phrase(ctx.rng, "find", f"the {np}"), [i],
+                out.append(_cand(IDENTITY, "identity.caption", ctx.phrase("find", f"the {np}"), [i],
                                  [f'caption of R{i}: "{cap}"', "no other caption names it"]))
     return out
 
@@ -142,7 +171,7 @@ def gen_attribute(ctx: _Ctx) -> list[Candidate]:
         if not ds:
             continue
         d = ctx.rng.choice(ds)
-        q = _phrase(ctx.rng, "find", d.text())
+        q = ctx.phrase("find", d.text())
         out.append(_cand(ATTRIBUTE, f"attribute.{'+'.join(sorted(d.kinds()))}", q, [i], ctx.explain(d)))
     return out
 
@@ -155,7 +184,7 @@ def gen_spatial(ctx: _Ctx) -> list[Candidate]:
             for base in [Description()] + [Description((a,)) for a in f.atoms_of(i, ("colour", "size", "shape"))]:
                 d = base + Description((pos,))
                 if f.matching(d) == [i] and f.matching(base) != [i]:
-                    out.append(_cand(SPATIAL, f"spatial.position.{pos.word}", _phrase(rng, "find", d.text()), [i],
+                    out.append(_cand(SPATIAL, f"spatial.position.{pos.word}", ctx.phrase("find", d.text()), [i],
                                      ctx.explain(d)))
                     break
     # relation to a reference object
@@ -174,7 +203,7 @@ def gen_spatial(ctx: _Ctx) -> list[Candidate]:
                 d1 = ctx.narrowing(c, held, kinds=REF_KINDS)
                 if d1 is None or f.matching(d1) == [c]:
                     continue  # not expressible, or the relation is not needed to find it
-                q = _phrase(rng, "find", f"{d1.text()} {rng.choice(words)} {dr.text()}")
+                q = ctx.phrase("find", f"{d1.text()} {rng.choice(words)} {dr.text()}")
                 steps = [f"reference {dr.describe()}: R{r}", f"{rel.replace('_', ' ')} R{r}: {_ids(held)}"]
                 steps += ctx.explain(d1, held)
                 rel_out.append(_cand(SPATIAL, f"spatial.relation.{rel}", q, [c], steps))
@@ -192,14 +221,14 @@ def gen_part_whole(ctx: _Ctx) -> list[Candidate]:
             continue
         steps = [f"whole {dw.describe()}: R{w}", f"inside R{w}: {_ids(parts)}"]
         if len(parts) == 1:
-            out.append(_cand(PART_WHOLE, "part.inside.one", _phrase(rng, "find", f"the object inside {dw.text()}"), parts, steps))
+            out.append(_cand(PART_WHOLE, "part.inside.one", ctx.phrase("find", f"the object inside {dw.text()}"), parts, steps))
         elif len(parts) <= ctx.max_targets:
-            out.append(_cand(PART_WHOLE, "part.inside.all", _phrase(rng, "find_all", f"all the objects inside {dw.text()}"),
+            out.append(_cand(PART_WHOLE, "part.inside.all", ctx.phrase("find_all", f"all the objects inside {dw.text()}"),
                              parts, steps))
             for p in rng.sample(parts, min(2, len(parts))):
                 d1 = ctx.narrowing(p, parts, kinds=REF_KINDS, allow_empty=False)
                 if d1 is not None and f.matching(d1) != [p]:
-                    out.append(_cand(PART_WHOLE, "part.inside.which", _phrase(rng, "find", f"{d1.text()} inside {dw.text()}"),
+                    out.append(_cand(PART_WHOLE, "part.inside.which", ctx.phrase("find", f"{d1.text()} inside {dw.text()}"),
                                      [p], steps + ctx.explain(d1, parts)))
     for p in f.ids:
         wholes = f.related("contains", [p])
@@ -209,10 +238,10 @@ def gen_part_whole(ctx: _Ctx) -> list[Candidate]:
         steps = [f"part {dp.describe()}: R{p}", f"contains R{p}: {_ids(wholes)}"]
         d1 = ctx.narrowing(wholes[0], wholes, kinds=REF_KINDS) if len(wholes) > 1 else Description()
         if len(wholes) == 1:
-            out.append(_cand(PART_WHOLE, "part.whole", _phrase(rng, "find", f"the object containing {dp.text()}"), wholes, steps))
+            out.append(_cand(PART_WHOLE, "part.whole", ctx.phrase("find", f"the object containing {dp.text()}"), wholes, steps))
         elif d1 is not None:
             # nested containers: name the outer one
-            out.append(_cand(PART_WHOLE, "part.whole.which", _phrase(rng, "find", f"{d1.text()} containing {dp.text()}"),
+            out.append(_cand(PART_WHOLE, "part.whole.which", ctx.phrase("find", f"{d1.text()} containing {dp.text()}"),
                              [wholes[0]], steps + ctx.explain(d1, wholes)))
     return out
 
@@ -230,13 +259,13 @@ def gen_multi(ctx: _Ctx) -> list[Candidate]:
             seen.add(s)
             d = Description((a,))
             np = f"every {d.words()}" if rng.random() < 0.3 else f"all the {d.words(plural=True)}"
-            out.append(_cand(MULTI_TARGET, f"multi.all.{a.kind}", _phrase(rng, "find_all", np), s, ctx.explain(d)))
+            out.append(_cand(MULTI_TARGET, f"multi.all.{a.kind}", ctx.phrase("find_all", np), s, ctx.explain(d)))
     # two named objects
     named = [(i, ds[0]) for i in f.ids if (ds := f.unique_descriptions(i, REF_KINDS, ctx.max_atoms))]
     pairs = list(combinations(named, 2))
     rng.shuffle(pairs)
     for (i, di), (j, dj) in pairs[: MAX_PER_GENERATOR // 4]:
-        q = _phrase(rng, "find_all", f"{di.text()} and {dj.text()}")
+        q = ctx.phrase("find_all", f"{di.text()} and {dj.text()}")
         out.append(_cand(MULTI_TARGET, "multi.pair", q, [i, j],
                          [f"{di.describe()}: R{i}", f"{dj.describe()}: R{j}", f"union: {_ids(sorted((i, j)))}"]))
     return out
@@ -283,11 +312,11 @@ def gen_comparison(ctx: _Ctx) -> list[Candidate]:
             k = _key(f, key)
             ranked = sorted(pool, key=lambda i: (-k(i) if desc else k(i), i))
             if _clear_winner(f, key, ranked):
-                q = _phrase(rng, "find", f"the {word} {d.words()}")
+                q = ctx.phrase("find", f"the {word} {d.words()}")
                 out.append(_cand(COMPARISON, f"compare.superlative.{word}", q, [ranked[0]],
                                  ctx.explain(d) + [f"{word} of {_ids(pool)}: R{ranked[0]}"]))
             if key == "area" and len(pool) >= 3 and _clear_winner(f, key, ranked, 2):
-                q = _phrase(rng, "find", f"the second {word} {d.words()}")
+                q = ctx.phrase("find", f"the second {word} {d.words()}")
                 out.append(_cand(COMPARISON, f"compare.second.{word}", q, [ranked[1]],
                                  ctx.explain(d) + [f"{word} of {_ids(pool)}, second: R{ranked[1]}"]))
     # comparatives against a named reference
@@ -307,7 +336,7 @@ def gen_comparison(ctx: _Ctx) -> list[Candidate]:
                     np = f"the object {word} than {dr.text()}"
                 else:
                     np = f"all the objects {word} than {dr.text()}"
-                out.append(_cand(COMPARISON, f"compare.{rel}", _phrase(rng, "find" if len(held) == 1 else "find_all", np),
+                out.append(_cand(COMPARISON, f"compare.{rel}", ctx.phrase("find" if len(held) == 1 else "find_all", np),
                                  held, [f"reference {dr.describe()}: R{r} ({int(ar)} px)",
                                         f"{word} than R{r}: {_ids(held)}"]))
     return out
@@ -323,7 +352,7 @@ def gen_affordance(ctx: _Ctx) -> list[Candidate]:
             continue
         d = rng.choice(ds)
         frac = float(f.attr(i, "area_frac", 0.0) or 0.0)
-        out.append(_cand(AFFORDANCE, "afford.grasp", _phrase(rng, "grasp", d.text()), [i],
+        out.append(_cand(AFFORDANCE, "afford.grasp", ctx.phrase("grasp", d.text()), [i],
                          [f"R{i} is {f.attr(i, 'size')} ({frac:.1%} of the image): graspable"] + ctx.explain(d)))
     # purposes, from the caption nouns the vocabulary says afford them (vocabulary.AFFORDANCE_NOUNS);
     # asked only where exactly one region affords it
@@ -336,7 +365,7 @@ def gen_affordance(ctx: _Ctx) -> list[Candidate]:
     for aff, hits in sorted(by_purpose.items()):
         if len(hits) == 1:
             (i, word), purpose = hits[0], AFFORDANCE_PHRASES[aff]
-            out.append(_cand(AFFORDANCE, "afford.purpose", rng.choice((purpose, f"find {purpose}", f"I need {purpose}")),
+            out.append(_cand(AFFORDANCE, "afford.purpose", ctx.phrase("purpose", purpose),
                              [i], [f'caption of R{i}: "{f.caption(i)}": a {word} affords {aff.replace("_", " ")}']))
     return out
 
@@ -348,7 +377,7 @@ def gen_absent(ctx: _Ctx) -> list[Candidate]:
         if c in present:
             continue
         d = Description((Atom("colour", c),))
-        out.append(_cand(ABSENT, "absent.colour", _phrase(rng, "absent", d.text(), d.text(_article(c))), [],
+        out.append(_cand(ABSENT, "absent.colour", ctx.phrase("absent", d.text(), d.text(_article(c))), [],
                          [f"no region has any {c}"]))
     # a relation nothing satisfies: colour (exact) + relation to a named reference
     refs = list(f.ids)
@@ -366,7 +395,7 @@ def gen_absent(ctx: _Ctx) -> list[Candidate]:
                 s = [i for i in f.matching(d1) if i != r]
                 if s and not held.intersection(s):
                     words = "inside" if rel == "inside" else rng.choice(RELATION_WORDS[rel])
-                    q = _phrase(rng, "absent", f"{d1.text()} {words} {dr.text()}", f"{d1.text(_article(c))} {words} {dr.text()}")
+                    q = ctx.phrase("absent", f"{d1.text()} {words} {dr.text()}", f"{d1.text(_article(c))} {words} {dr.text()}")
                     rel_out.append(_cand(ABSENT, f"absent.relation.{rel}", q, [],
                                          [f"reference {dr.describe()}: R{r}", f"colour {c}: {_ids(s)}",
                                           f"none of them is {rel.replace('_', ' ')} R{r}"]))
@@ -379,7 +408,7 @@ def gen_absent(ctx: _Ctx) -> list[Candidate]:
         if any(w in t or difflib.SequenceMatcher(None, w, t).find_longest_match(0, len(w), 0, len(t)).size >= max(3, len(w) // 2)
                for t in texts if t):
             continue
-        q = rng.choice((f'the object that says "{word}"', f'the object with the text "{word}"', f'is there anything labelled "{word}"?'))
+        q = ctx.phrase("absent_text", word)
         out.append(_cand(ABSENT, "absent.text", q, [], [f'no region reads "{word}"']))
     return out + rel_out
 
@@ -399,7 +428,8 @@ class TemplateWriter:
 
     name = WRITER
 
-    def __init__(self, per_class: int = 3, classes: Iterable[str] = CLASSES, max_targets: int = 8, max_atoms: int = 2) -> None:
+    def __init__(self, per_class: int = 3, classes: Iterable[str] = CLASSES, max_targets: int = 8, max_atoms: int = 2,
+                 phrasings=None) -> None:
         if per_class < 0:
             raise InputError(f"per_class must be >= 0, got {per_class}")
         if max_targets < 2 or max_atoms < 1:
@@ -408,14 +438,18 @@ class TemplateWriter:
         self.classes = tuple(classes)
         self.max_targets = int(max_targets)
         self.max_atoms = int(max_atoms)
+        self.phrasings = None if phrasings is None else check_phrasings(phrasings)
 
     def settings(self) -> dict:
-        return {"per_class": self.per_class, "classes": list(self.classes), "max_targets": self.max_targets,
-                "max_atoms": self.max_atoms}
+        out = {"per_class": self.per_class, "classes": list(self.classes), "max_targets": self.max_targets,
+               "max_atoms": self.max_atoms}
+        if self.phrasings is not None:
+            out["phrasings"] = {k: list(v) for k, v in self.phrasings.items()}
+        return out
 
     def candidates(self, scene: Scene, rng: random.Random) -> dict[str, list[Candidate]]:
         """Every candidate of every class (before the per-class selection)."""
-        ctx = _Ctx(SceneFacts(scene), rng, self.max_targets, self.max_atoms)
+        ctx = _Ctx(SceneFacts(scene), rng, self.max_targets, self.max_atoms, self.phrasings)
         return {cls: GENERATORS[cls](ctx) for cls in self.classes}
 
     def write(self, scene: Scene, rng: random.Random) -> list[Candidate]:

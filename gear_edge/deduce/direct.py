@@ -104,12 +104,20 @@ class DirectDeducer:
             "llm_suffix_ms": sum(g.timings["suffix_ms"] for g in gens),
             "llm_decode_ms": sum(g.timings["decode_ms"] for g in gens),
         }
-        return finish_answer(
+        # the chain closes with which model (and LoRA adapter) answered, and its answer
+        identity = getattr(self.llm, "identity", None)
+        describe = getattr(self.llm, "describe", None)
+        if callable(describe):
+            steps.append(LogicStep(f"LLM: {describe()}", list(dict.fromkeys(targets))))
+        answer = finish_answer(
             scene, query, targets, steps, self.mode,
             prompt_tokens=sum(g.prompt_tokens for g in gens),
             completion_tokens=sum(g.completion_tokens for g in gens),
             timings=timings,
         )
+        if isinstance(identity, dict):
+            answer.meta["llm"] = dict(identity)
+        return answer
 
     # ---- internals ------------------------------------------------------------------------------
 

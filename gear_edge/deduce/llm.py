@@ -32,7 +32,7 @@ from typing import Any, Union
 import numpy as np
 
 from gear_edge.errors import GearEdgeError, InputError, MissingDependencyError
-from gear_edge.manifest import Manifest
+from gear_edge.manifest import Manifest, check_model_file
 
 DEFAULT_MODEL = "smollm2-135m-instruct-q4_1"
 INSTALL_HINT = (
@@ -126,6 +126,35 @@ def resolve_model(model_path: str | os.PathLike | None, manifest: str | os.PathL
     return path
 
 
+def resolve_adapter(lora_path: str | os.PathLike, sha256: str | None = None,
+                    manifest: str | os.PathLike | Manifest | None = None, allow_unverified: bool = False) -> tuple[Path, str]:
+    """The LoRA adapter GGUF to load, verified before llama.cpp reads it; returns (path, how).
+
+    ``sha256`` (expected digest) wins; else ``manifest`` (a :class:`Manifest` or its TOML path); else
+    the manifest next to the file (``<stem>.toml``, as :func:`gear_edge.manifest.check_model_file`);
+    else InputError naming the file, unless ``allow_unverified``. ``how`` is ``"sha256"``,
+    ``"manifest"`` or ``"unverified"``.
+    """
+    path = Path(lora_path)
+    if not path.is_file():
+        raise InputError(f"LoRA adapter {path} does not exist" if not path.exists()
+                         else f"LoRA adapter {path} is not a file")
+    if sha256:
+        how = check_model_file(path, "LoRA adapter", sha256=sha256, sha_setting="LoRA adapter sha256")
+    elif manifest is not None:
+        m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+        m.verify(path)
+        how = "manifest"
+    else:
+        how = check_model_file(path, "LoRA adapter", allow_unverified=allow_unverified,
+                               sha_setting="the adapter's sha256 (deduce.adapter_sha256 / lora_sha256=)")
+    with open(path, "rb") as f:
+        if f.read(4) != _GGUF_MAGIC:
+            raise InputError(f"LoRA adapter {path} is not a GGUF file (no 'GGUF' magic); convert it with "
+                             "gear-edge train-deducer (or llama.cpp's convert_lora_to_gguf.py)")
+    return path, how
+
+
 def default_threads() -> int:
     """Half the CPUs this process may use, at least 1 (llama-cpp-python's own convention)."""
     try:
@@ -160,6 +189,11 @@ class LocalLLM:
     ``seed`` drives sampling when ``temperature > 0`` (greedy otherwise). ``max_cached_scenes``
     bounds the KV states kept (see :meth:`cache_info` for their bytes). ``sha256``: the expected
     sha256 of ``model_path``, checked before llama.cpp reads the file.
+
+    ``lora_path``: a LoRA adapter GGUF (llama.cpp format: ``general.type = adapter``) applied to the
+    base model at ``lora_scale``; it is verified first by ``lora_sha256``, ``lora_manifest`` or the
+    manifest next to it (:func:`resolve_adapter`), unless ``allow_unverified_adapter``.
+    :attr:`identity` says which model and adapter answer.
     """
 
     def __init__(
@@ -174,6 +208,11 @@ class LocalLLM:
         sha256: str | None = None,
         chat_template: str | None = None,
         n_batch: int = 512,
+        lora_path: str | os.PathLike | None = None,
+        lora_sha256: str | None = None,
+        lora_manifest: str | os.PathLike | Manifest | None = None,
+        lora_scale: float = 1.0,
+        allow_unverified_adapter: bool = False,
     ) -> None:
         if n_ctx < 64:
             raise InputError(f"n_ctx must be >= 64, got {n_ctx}")
@@ -183,18 +222,50 @@ class LocalLLM:
             raise InputError(f"threads must be >= 1, got {threads}")
         self._lock = threading.RLock()
         self._lc = import_llama_cpp()
+        if not (isinstance(lora_scale, (int, float)) and math.isfinite(lora_scale)):
+            raise InputError(f"lora_scale must be a finite number, got {lora_scale!r}")
         self.model_path = resolve_model(model_path, manifest, sha256)
+        self.lora_path: Path | None = None
+        self.lora_scale = float(lora_scale)
+        adapter_how = None
+        if lora_path is not None:
+            self.lora_path, adapter_how = resolve_adapter(lora_path, lora_sha256, lora_manifest,
+                                                          allow_unverified_adapter)
         self.threads = default_threads() if threads is None else int(threads)
         self.seed = int(seed)
         self.max_cached_scenes = int(max_cached_scenes)
         _quiet_llama_logs(self._lc)
+        lora = {} if self.lora_path is None else {"lora_path": str(self.lora_path), "lora_scale": self.lora_scale}
+        t_load = time.perf_counter()
         try:
             self.llama = self._lc.Llama(
                 str(self.model_path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=self.threads,
-                n_threads_batch=self.threads, seed=self.seed, verbose=False,
+                n_threads_batch=self.threads, seed=self.seed, verbose=False, **lora,
             )
         except (ValueError, RuntimeError) as exc:
+            if self.lora_path is not None and "LoRA" in str(exc):
+                raise InputError(
+                    f"llama.cpp could not apply the LoRA adapter {self.lora_path} to {self.model_path.name}: {exc} "
+                    "(is it a llama.cpp LoRA GGUF made for this base model: same architecture, tensor names "
+                    "and shapes?)") from None
             raise InputError(f"llama.cpp could not load {self.model_path}: {exc}") from None
+        if self.lora_path is not None and not getattr(self.llama, "_lora_adapter", None):
+            # llama-cpp-python 0.3.36 tests the adapter pointer with `is None`, so a NULL from
+            # llama_adapter_lora_init (wrong shapes, tensor names or architecture) passes silently
+            # and the base model would answer alone
+            self.llama.close()
+            raise InputError(
+                f"llama.cpp could not apply the LoRA adapter {self.lora_path} to {self.model_path.name} (is it a "
+                "llama.cpp LoRA GGUF made for this base model: same architecture, tensor names and shapes?)")
+        self.load_ms = (time.perf_counter() - t_load) * 1e3
+        self.identity: dict[str, Any] = {
+            "model": self.model_path.name,
+            "model_verified": "manifest" if (manifest is not None or (model_path is None and not sha256))
+            else ("sha256" if sha256 else "unverified"),
+            "adapter": None if self.lora_path is None else self.lora_path.name,
+        }
+        if self.lora_path is not None:
+            self.identity.update({"adapter_scale": self.lora_scale, "adapter_verified": adapter_how})
         self.n_ctx = int(self.llama.n_ctx())
         self._vocab = self.llama._model.vocab
         template = chat_template if chat_template is not None else self.llama.metadata.get("tokenizer.chat_template")
@@ -207,6 +278,13 @@ class LocalLLM:
         self._live: tuple[str, str] | None = None  # prefix key whose KV the context holds
         self._grammars_ok: set[str] = set()
         self.stats = {"hits": 0, "misses": 0, "live": 0, "evictions": 0}
+
+    def describe(self) -> str:
+        """Which model (and adapter) answers, for logic chains: ``"<model>.gguf + adapter <a>.gguf x1"``."""
+        text = self.identity["model"]
+        if self.identity["adapter"]:
+            text += f" + adapter {self.identity['adapter']} x{self.lora_scale:g}"
+        return text
 
     # ---- text and tokens ------------------------------------------------------------------------
 
@@ -479,6 +557,21 @@ class LocalLLM:
                 break
         gen.close()
         return out, stop
+
+    @_serialised
+    def next_token_logits(self, prompt: Prompt) -> np.ndarray:
+        """float32 [n_vocab] logits of the token after ``prompt`` (evaluated from an empty context;
+        the live scene prefix is dropped). For tests and adapter checks."""
+        toks = self.tokens(prompt, first=True)
+        if not toks:
+            raise InputError("the prompt is empty")
+        if len(toks) > self.n_ctx:
+            raise InputError(f"the prompt is {len(toks)} tokens, more than n_ctx={self.n_ctx}")
+        self._clear()
+        self._live = None
+        self.llama.eval(toks)
+        n_vocab = int(self.llama.n_vocab())
+        return np.ctypeslib.as_array(self.llama._ctx.get_logits(), shape=(n_vocab,)).astype(np.float32)
 
     # ---- cache ----------------------------------------------------------------------------------
 

@@ -206,7 +206,11 @@ class ProgramDeducer:
         timings["execute_ms"] = (t3 - t2) * 1e3
         trace.steps.append(LogicStep(f"answer: {ids_text(targets)}", list(targets)))
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
-        return finish_answer(scene, query, targets, trace.steps, self.mode, prompt_tokens, completion_tokens, timings)
+        answer = finish_answer(scene, query, targets, trace.steps, self.mode, prompt_tokens, completion_tokens, timings)
+        identity = getattr(getattr(self._filler, "llm", None), "identity", None)
+        if self._filler is not None and isinstance(identity, dict):
+            answer.meta["llm"] = dict(identity)  # the model (and adapter) that named objects
+        return answer
 
     def _fill(self, program: Program, trace: Trace, timings: dict[str, float]) -> tuple[Program, int, int]:
         """(the program with the LLM's words as alternatives — ``program`` itself when it gave none,
@@ -230,7 +234,9 @@ class ProgramDeducer:
                 src += f", stopped at the {self.llm_budget_s:g} s budget"
             drop = f"; dropped {', '.join(f.dropped)}" if f.dropped else ""
             shown = ", ".join(f.words) if f.words else "nothing usable"
-            trace.add(f"LLM ({src}): '{_short(u.text)}' -> {shown}{drop}", None)
+            describe = getattr(filler.llm, "describe", None)
+            who = f" (by {describe()})" if callable(describe) else ""
+            trace.add(f"LLM ({src}): '{_short(u.text)}' -> {shown}{drop}{who}", None)
         timings["llm_ms"] = (time.perf_counter() - t0) * 1e3
         if not any(words.values()):
             return program, prompt, completion

@@ -1,0 +1,295 @@
+"""Training data for the direct-mode deducer LLM, written and verified by the data engine (no torch).
+
+One example = the exact prompt pieces :class:`gear_edge.deduce.direct.DirectDeducer` sends for a
+scene and a query (``system``, the ``scene`` block of region lines, the ``question`` block; the
+few-shot turns are :data:`gear_edge.deduce.prompts.DIRECT_EXAMPLES`) → the ``target`` text the
+model should write: the direct mode's JSON ``{"steps": [...], "targets": ["R3"]}`` in the grammar's
+layout (``targets: []`` — "nothing" — for absent queries), with the writer's short reason chain as
+steps. Every target text is parsed back with the scene's own answer schema
+(:func:`gear_edge.deduce.grammar.parse_scene_answer`), so it is an output the grammar admits.
+
+Scenes: random synthetic tabletops (:func:`random_scene`: flat-coloured solids, a horse figure and
+coins from :mod:`gear_edge.synthetic`, pasted with exact masks; printed words and captions on some),
+described exactly by :func:`gear_edge.describe.scene.describe_scene`. Questions: the template writer
+(:class:`gear_edge.data_engine.generate.TemplateWriter`, every taxonomy class); each is kept only when
+the deterministic program deducer (parser + executor, no LLM) answers it with the same regions on
+that scene (:class:`gear_edge.data_engine.verify.Verifier`).
+
+Splits: ``train`` uses the writer's own sentence templates (:data:`TRAIN_PHRASINGS`); ``heldout``
+uses :data:`HELDOUT_PHRASINGS`, written separately, none of which occurs in training, and its own
+scenes (another seed stream). Output: ``<out>/train.jsonl``, ``<out>/heldout.jsonl`` and
+``<out>/state.json`` (settings + per split: scenes done, bytes, examples). Each scene's lines are
+appended and flushed, then the state is written (atomically); a resumed run truncates each file to
+the recorded bytes and continues with the next scene, so an interrupted run resumed gives the same
+files as an uninterrupted one (deterministic by seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gear_edge.data_engine.generate import PHRASINGS, TemplateWriter, check_phrasings
+from gear_edge.data_engine.taxonomy import CLASSES
+from gear_edge.deduce import prompts
+from gear_edge.deduce.grammar import parse_scene_answer, scene_answer_schema
+from gear_edge.errors import InputError
+from gear_edge.types import Scene
+
+FORMAT = "gear_edge.deducer_data/1"
+SPLITS = ("train", "heldout")
+MAX_STEPS = 4  # DirectDeducer's defaults: the answer schema the runtime grammar enforces
+MAX_STEP_CHARS = 80
+MAX_REGIONS = 40
+
+TRAIN_PHRASINGS: Mapping[str, tuple[str, ...]] = PHRASINGS
+# Written separately from the data engine's PHRASINGS (no template in common): questions, polite and
+# terse commands, other verbs and word orders.
+HELDOUT_PHRASINGS: Mapping[str, tuple[str, ...]] = {
+    "find": ("could you point out {np}?", "I'm looking for {np}", "which one is {np}?", "{np}, please",
+             "highlight {np}", "mark {np} for me"),
+    "find_all": ("could you point out {np}?", "highlight {np}", "I want {np}", "{np}, please", "mark {np} for me"),
+    "absent": ("do you see {a_np}?", "could you point out {np}?", "I'm looking for {np}", "highlight {np}"),
+    "grasp": ("can you pick up {np}?", "please take {np}", "pass me {np}", "go and get {np}", "I need you to grab {np}"),
+    "text": ('the thing with "{np}" on it', 'which object reads "{np}"?', 'the item marked "{np}"'),
+    "absent_text": ('which object reads "{np}"?', 'the thing with "{np}" on it', 'do you see anything marked "{np}"?'),
+    "purpose": ("I am looking for {np}", "is there {np}?", "could you find me {np}"),
+}
+
+PALETTE = {  # names the colour namer gives these RGB values (flat solids, little noise)
+    "red": (200, 30, 30), "green": (40, 150, 50), "blue": (30, 70, 210), "yellow": (235, 205, 40),
+    "orange": (240, 130, 20), "purple": (125, 45, 160), "white": (238, 238, 238), "black": (30, 30, 32),
+    "pink": (240, 125, 175),
+}
+WORDS = ("FRAGILE", "MILK", "SUGAR", "TOOLS", "SALT", "RICE", "TEA", "SPARE", "FLOUR", "SOAP")
+# captions by solid, so identity / affordance questions have object words to use
+CAPTIONS = {
+    "rect": ("a cardboard box", "a book", "a phone", "a sponge", "a towel"),
+    "disk": ("a ball", "a plate", "a cup seen from above", "a bowl"),
+    "ellipse": ("a bowl", "a plate", "a bag"),
+    "ring": ("a roll of tape", "a ring"),
+    "frame": ("a picture frame", "a basket"),
+    "triangle": ("a wedge", "a slice of cake"),
+    "horse": ("a toy horse",),
+    "coin": ("a coin", "a key"),
+}
+
+
+# ---- scenes -----------------------------------------------------------------------------------
+
+def random_scene(seed: int, size: tuple[int, int] = (240, 320)) -> Scene:
+    """A random tabletop of 3-7 objects with exact masks, described exactly (attributes, relations,
+    roles); some boxes carry a printed word (``Region.text``), some objects a caption."""
+    from gear_edge import synthetic
+    from gear_edge.describe.scene import describe_scene
+    import gear_edge.masks as gm
+    from gear_edge.types import Region
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    img = synthetic.SyntheticScene(synthetic.background(h, w))
+    n = int(rng.integers(3, 8))
+    colours = list(PALETTE)
+    kinds, texts, captions = [], [], []
+    for k in range(n):
+        kind = str(rng.choice(["rect", "rect", "disk", "ellipse", "ring", "frame", "triangle", "horse", "coin"]))
+        side = int(rng.integers(min(h, w) // 8, min(h, w) // 2.5))
+        x, y = int(rng.integers(2, max(3, w - side - 2))), int(rng.integers(2, max(3, h - side - 2)))
+        if kind == "rect":
+            aspect = float(rng.uniform(0.35, 2.5))
+            mask = synthetic.solid_mask("rect", (x, y, min(w - 1, x + int(side * aspect)), y + side), h, w)
+        elif kind == "disk":
+            mask = synthetic.solid_mask("disk", (x + side // 2, y + side // 2, side // 2), h, w)
+        elif kind == "ellipse":
+            mask = synthetic.solid_mask("ellipse", (x + side // 2, y + side // 2, side // 2, max(3, side // 4)), h, w)
+        elif kind == "ring":
+            mask = synthetic.solid_mask("ring", (x + side // 2, y + side // 2, side // 2, side // 4), h, w)
+        elif kind == "frame":
+            mask = synthetic.solid_mask("frame", (x, y, x + side, y + side, max(2, side // 6)), h, w)
+        elif kind == "triangle":
+            mask = synthetic.solid_mask("triangle", [x, y + side, x + side, y + side, x + side // 2, y], h, w)
+        elif kind == "horse":
+            mask = synthetic.horse_mask(h, w, x, y, min(side, w - x - 1))
+        else:
+            mask = synthetic.coin_mask(h, w, x, y, min(side // 2 + 8, h - y - 1, w - x - 1))
+        colour = colours.pop(int(rng.integers(len(colours)))) if rng.random() < 0.8 or not colours else None
+        if colour is None:
+            colour = str(rng.choice(list(PALETTE)))
+        img.paste(f"o{k}", mask, PALETTE[colour], noise=3.0, seed=int(rng.integers(1 << 30)))
+        kinds.append(kind)
+        texts.append([str(rng.choice(WORDS))] if kind == "rect" and rng.random() < 0.4 else None)
+        captions.append(str(rng.choice(CAPTIONS[kind])) if rng.random() < 0.5 else None)
+    regions, kept = [], []
+    for k in range(n):
+        m = img.masks[f"o{k}"]
+        if m.sum() < 40:  # occluded away
+            continue
+        rle = gm.encode(m)
+        regions.append(Region(id=len(regions) + 1, rle=rle, bbox=tuple(float(v) for v in gm.to_bbox(rle)),
+                              area=int(gm.area(rle))))
+        kept.append(k)
+    scene = describe_scene(img.image, regions)
+    for r, k in zip(scene.regions, kept):
+        if texts[k]:
+            r.text = list(texts[k])
+        if captions[k]:
+            r.caption = captions[k]
+    scene.meta["synthetic"] = {"seed": int(seed), "kinds": [kinds[k] for k in kept]}
+    return scene
+
+
+def scene_seed(seed: int, split: str, index: int) -> int:
+    """The scene seed of ``index`` in ``split``: separate streams, so no held-out scene is a training one."""
+    return int(seed) * 1_000_003 + (0 if split == "train" else 500_000) + int(index)
+
+
+# ---- examples ---------------------------------------------------------------------------------
+
+def prompt_parts(scene: Scene, query: str) -> dict[str, str]:
+    """The direct deducer's prompt pieces for (scene, query), exactly as
+    :meth:`gear_edge.deduce.direct.DirectDeducer.deduce` builds them (single-stage scenes)."""
+    from gear_edge.describe.scene_text import scene_lines
+
+    return {
+        "system": prompts.direct_system(MAX_STEPS),
+        "scene": prompts.scene_block(scene_lines(scene, MAX_REGIONS)),
+        "question": prompts.question_block(query),
+    }
+
+
+def _clean_step(text: str) -> str:
+    text = "".join(ch if 0x20 <= ord(ch) < 0x7F else " " for ch in str(text))
+    text = " ".join(text.replace('"', "'").replace("\\", "/").split())
+    return text if len(text) <= MAX_STEP_CHARS else text[: MAX_STEP_CHARS - 3].rstrip() + "..."
+
+
+def target_text(scene: Scene, targets, rationale) -> str:
+    """The answer the model should write (the grammar's JSON layout), checked against the scene's
+    answer schema: at most :data:`MAX_STEPS` steps (the last ones of the rationale, which end at the
+    answer), each at most :data:`MAX_STEP_CHARS` grammar characters."""
+    steps = [_clean_step(s) for s in rationale if _clean_step(s)][-MAX_STEPS:]
+    if not steps:
+        steps = ["no region fits" if not targets else "found " + ", ".join(f"R{t}" for t in targets)]
+    ids = sorted(r.id for r in scene.regions)
+    text = json.dumps({"steps": steps, "targets": [f"R{t}" for t in sorted(targets)]})
+    got_steps, got = parse_scene_answer(text, scene_answer_schema(ids, MAX_STEPS, MAX_STEP_CHARS))
+    assert got == sorted(targets) and got_steps == steps
+    return text
+
+
+@dataclass
+class Settings:
+    seed: int = 0
+    train_scenes: int = 100
+    heldout_scenes: int = 20
+    per_class: int = 2
+    classes: tuple[str, ...] = CLASSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "seed": self.seed, "per_class": self.per_class, "classes": list(self.classes),
+                "train_phrasings": {k: list(v) for k, v in TRAIN_PHRASINGS.items()},
+                "heldout_phrasings": {k: list(v) for k, v in HELDOUT_PHRASINGS.items()}}
+
+
+def _verifier():
+    from gear_edge.data_engine.verify import Verifier
+    from gear_edge.deduce.program.deducer import ProgramDeducer
+
+    return Verifier(ProgramDeducer(llm=None, embedder=None))
+
+
+def scene_examples(split: str, index: int, settings: Settings, verifier=None) -> tuple[list[dict], dict[str, int]]:
+    """Every verified example of scene ``index`` of ``split``, and counts (written / kept / rejected
+    per reason)."""
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
+    verifier = verifier or _verifier()
+    sseed = scene_seed(settings.seed, split, index)
+    scene = random_scene(sseed)
+    phr = check_phrasings(TRAIN_PHRASINGS if split == "train" else HELDOUT_PHRASINGS)
+    writer = TemplateWriter(per_class=settings.per_class, classes=settings.classes, phrasings=phr)
+    rng = random.Random(sseed)
+    out: list[dict] = []
+    counts: dict[str, int] = {"written": 0, "kept": 0}
+    seen: set[str] = set()
+    for cand in writer.write(scene, rng):
+        counts["written"] += 1
+        if cand.question in seen:
+            counts["duplicate"] = counts.get("duplicate", 0) + 1
+            continue
+        seen.add(cand.question)
+        verdict = verifier.verify(scene, cand)
+        if not verdict.kept:
+            counts[verdict.reason] = counts.get(verdict.reason, 0) + 1
+            continue
+        counts["kept"] += 1
+        out.append({
+            "split": split, "scene_index": index, "scene_seed": sseed, "cls": cand.cls, "template": cand.template,
+            "query": cand.question, **prompt_parts(scene, cand.question),
+            "targets": list(cand.targets), "target": target_text(scene, cand.targets, cand.rationale),
+            "verified": verdict.reason, "regions": len(scene.regions),
+        })
+    return out, counts
+
+
+def write_dataset(out_dir: str | os.PathLike, settings: Settings, *, progress: Callable[[str], None] | None = None,
+                  max_seconds: float | None = None) -> dict[str, Any]:
+    """Writes (or resumes) ``train.jsonl`` and ``heldout.jsonl`` under ``out_dir``; returns the state.
+
+    A state whose settings differ from ``settings`` (other than the scene counts, which may grow) is
+    refused. ``max_seconds``: stop after the scene that passes this wall time (resume later)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "state.json"
+    want = settings.to_dict()
+    if state_path.is_file():
+        state = json.loads(state_path.read_text())
+        if state.get("settings") != want:
+            raise InputError(f"{state_path}: written with other settings; use a new output folder "
+                             "(or the same --seed / --per-class / classes)")
+    else:
+        state = {"settings": want, "splits": {s: {"scenes": 0, "bytes": 0, "examples": 0, "counts": {}} for s in SPLITS}}
+    verifier = _verifier()
+    t0 = time.perf_counter()
+    for split, n_scenes in (("train", settings.train_scenes), ("heldout", settings.heldout_scenes)):
+        st = state["splits"][split]
+        path = out / f"{split}.jsonl"
+        with open(path, "ab") as f:
+            f.truncate(st["bytes"])  # drop what an interrupted run wrote after its last recorded scene
+        while st["scenes"] < n_scenes:
+            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                return state
+            examples, counts = scene_examples(split, st["scenes"], settings, verifier)
+            with open(path, "ab") as f:
+                for ex in examples:
+                    f.write((json.dumps(ex, sort_keys=True) + "\n").encode())
+                f.flush()
+                os.fsync(f.fileno())
+                st["bytes"] = f.tell()
+            st["scenes"] += 1
+            st["examples"] += len(examples)
+            for k, v in counts.items():
+                st["counts"][k] = st["counts"].get(k, 0) + v
+            tmp = state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+            os.replace(tmp, state_path)
+            if progress is not None:
+                progress(f"{split}: scene {st['scenes']}/{n_scenes}, {st['examples']} examples "
+                         f"({counts['kept']}/{counts['written']} verified in this scene)")
+    return state
+
+
+def read_examples(path: str | os.PathLike) -> Iterator[dict]:
+    """The examples of one JSONL split file."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
