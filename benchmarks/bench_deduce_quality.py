@@ -206,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-llm", action="store_true", help="only the LLM-off and random-words variants")
     ap.add_argument("--direct", action="store_true", help="also the direct mode (every query runs the LLM)")
     ap.add_argument("--direct-limit", type=int, default=0, help="direct mode on every k-th query (0: all)")
+    ap.add_argument("--adapter", default=None,
+                    help="a LoRA adapter GGUF (manifest next to it): adds direct_adapter (and, without --no-llm, "
+                         "program_adapter) next to the base model's rows")
     ap.add_argument("--category", default=None, help="only this category")
     ap.add_argument("--e2e", action="store_true", help="also the default pipeline end to end (own masks)")
     ap.add_argument("--show-failures", action="store_true")
@@ -241,6 +244,17 @@ def main(argv: list[str] | None = None) -> int:
 
         step = max(1, args.direct_limit)
         variants["direct"] = run_variant(DirectDeducer(llm), todo[::step])
+    if llm is not None and args.adapter:
+        from gear_edge.deduce.direct import DirectDeducer
+        from gear_edge.deduce.llm import LocalLLM
+
+        t1 = time.perf_counter()
+        tuned = LocalLLM(threads=args.threads, lora_path=args.adapter)
+        skipped["adapter_load_s"] = f"{time.perf_counter() - t1:.2f}"
+        if args.direct:
+            variants["direct_adapter"] = run_variant(DirectDeducer(tuned), todo[::max(1, args.direct_limit)])
+        if not args.no_llm:
+            variants["program_adapter"] = run_variant(ProgramDeducer(llm=tuned, llm_use="always", threads=args.threads), todo)
     e2e_info = None
     if args.e2e:
         variants["e2e_default_pipeline"], e2e_info = run_e2e(todo, args.threads)
