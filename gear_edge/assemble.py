@@ -271,42 +271,32 @@ class Assembly:
     def _user_llm(self) -> tuple[Path | None, dict[str, Any]]:
         """``deduce.model`` checked before use (``deduce.model_sha256``, the manifest next to it, or
         ``runtime.allow_unverified_models``) and the LocalLLM arguments that verify it again at load."""
-        model = self.config.path("deduce", "model")
-        if model is None:
-            return None, {}
-        if not model.is_file():
-            raise InputError(f"deduce.model: GGUF file {model} does not exist; fix the path or leave "
-                             "deduce.model empty for the default SmolLM2-135M")
-        from gear_edge.manifest import check_model_file
-
-        sha = self.config.get("deduce", "model_sha256") or ""
-        how = check_model_file(model, "deduce.model", sha256=sha,
-                               allow_unverified=bool(self.config.get("runtime", "allow_unverified_models")))
-        if how == "sha256":
-            return model, {"sha256": sha}
-        if how == "manifest":
-            return model, {"manifest": model.with_suffix(".toml")}
-        return model, {}
+        return self._user_file("model", "GGUF file", "for the default SmolLM2-135M")
 
     def _user_adapter(self) -> tuple[Path | None, dict[str, Any]]:
         """``deduce.adapter`` (a LoRA GGUF) checked before use like ``deduce.model``: its
         ``deduce.adapter_sha256``, the manifest next to it, or ``runtime.allow_unverified_models``."""
-        adapter = self.config.path("deduce", "adapter")
-        if adapter is None:
+        return self._user_file("adapter", "LoRA adapter file", "for the base model alone")
+
+    def _user_file(self, key: str, what: str, empty_means: str) -> tuple[Path | None, dict[str, Any]]:
+        """(path or None, {"sha256"|"manifest": ...}) of the user file ``deduce.<key>``, verified by
+        ``deduce.<key>_sha256``, the manifest next to it, or ``runtime.allow_unverified_models``."""
+        path = self.config.path("deduce", key)
+        if path is None:
             return None, {}
-        if not adapter.is_file():
-            raise InputError(f"deduce.adapter: LoRA adapter file {adapter} does not exist; fix the path or leave "
-                             "deduce.adapter empty for the base model alone")
+        if not path.is_file():
+            raise InputError(f"deduce.{key}: {what} {path} does not exist; fix the path or leave "
+                             f"deduce.{key} empty {empty_means}")
         from gear_edge.manifest import check_model_file
 
-        sha = self.config.get("deduce", "adapter_sha256") or ""
-        how = check_model_file(adapter, "deduce.adapter", sha256=sha,
+        sha = self.config.get("deduce", f"{key}_sha256") or ""
+        how = check_model_file(path, f"deduce.{key}", sha256=sha,
                                allow_unverified=bool(self.config.get("runtime", "allow_unverified_models")))
         if how == "sha256":
-            return adapter, {"sha256": sha}
+            return path, {"sha256": sha}
         if how == "manifest":
-            return adapter, {"manifest": adapter.with_suffix(".toml")}
-        return adapter, {}
+            return path, {"manifest": path.with_suffix(".toml")}
+        return path, {}
 
     def _optional(self, name: str) -> Callable[[], Any]:
         """A provider of component ``name`` for the program deducer (which calls it on first need and
