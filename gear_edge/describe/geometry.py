@@ -15,6 +15,9 @@ Attributes (units: pixels of the original image unless stated):
   ``orientation_deg`` in [0, 180) (major axis; 0 = horizontal, counter-clockwise), ``vertices`` (corners
   of the outline's polygon approximation), ``shape`` words from elongated / round / square / rectangular /
   triangular / irregular / has holes (``gear_edge.vocabulary.SHAPES``; thresholds in ``SHAPE_RULES``);
+  measured on the region together with the smaller objects lying ``on_top_of`` it, within its bbox
+  (a ball on a box leaves a hole in the box's pixels; the box is still rectangular), not with what
+  lies ``inside`` its hole;
 * ``colours`` [[name, fraction], ...] (≥ 0.15, by fraction), ``colour`` (dominant name);
 * ``brightness`` mean L*/100, ``brightness_word`` dark|medium|bright;
 * ``texture`` edge density inside the mask (0..1), ``texture_word`` plain|textured.
@@ -553,4 +556,30 @@ def describe_regions(
         roles = assign_roles(image, rles)
     if len(roles) != len(attrs):
         raise InputError(f"got {len(roles)} roles for {len(attrs)} regions")
-    return attrs, region_relations(attrs, works, ids, k_neighbours=k_neighbours, roles=roles)
+    relations = region_relations(attrs, works, ids, k_neighbours=k_neighbours, roles=roles)
+    _shapes_with_what_lies_on_them(attrs, list(_check_rles(rles, *image.shape[:2])), ids, roles, relations)
+    return attrs, relations
+
+
+def _shapes_with_what_lies_on_them(attrs: list[dict], rles: list[RLE], ids: Sequence[int], roles: Sequence[str],
+                                   relations: list[Relation]) -> None:
+    """An object's shape attributes measured on its mask together with the smaller objects lying
+    ``on_top_of`` it, within its bounding box: a ball on a box leaves a hole or a notch in the box's
+    visible pixels, but the box is still rectangular. Things ``inside`` an object (a ball in a
+    ring's hole) are not added: the hole is the ring's. In place on ``attrs``."""
+    at = {rid: i for i, rid in enumerate(ids)}
+    lying: dict[int, list[int]] = {}
+    for r in relations:
+        if r.predicate != "on_top_of" or r.subject not in at or r.object not in at:
+            continue
+        a, b = at[r.subject], at[r.object]
+        if roles[a] == "object" and roles[b] == "object" and attrs[a]["area_px"] < attrs[b]["area_px"]:
+            lying.setdefault(b, []).append(a)
+    for b, on in lying.items():
+        x, y, bw, bh = attrs[b]["bbox"]
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        x1, y1 = x0 + int(math.floor(bw)), y0 + int(math.floor(bh))
+        step = max(1, math.ceil(max(x1 - x0, y1 - y0) / SHAPE_SIDE))
+        union = gm.merge([rles[b]] + [rles[a] for a in on])
+        crop = gm.sample([union], np.asarray([[x0, y0, x1, y1]], np.int64), np.asarray([step], np.int64))[0]
+        attrs[b].update(_shape(crop))
