@@ -75,6 +75,11 @@ SHAPE_RULES: Mapping[str, float] = MappingProxyType({
     "irregular_max": 0.75,
     "triangle_rect_lo": 0.4, "triangle_rect_hi": 0.65,  # a triangle fills about half its min-area rectangle
     "polygon_epsilon": 0.04,  # approxPolyDP tolerance as a fraction of the outline's perimeter
+    # straight-sided: a box seen in perspective (top and front faces: a convex hexagon, not a rectangle in
+    # the image) has most of its outline on a few straight sides; a ball, a ring or a can's rim has curves
+    "straight_min": 0.6,  # straightness: outline fraction on straight sides -> square / rectangular
+    "straight_side": 0.12,  # a straight side is at least this fraction of the outline ...
+    "straight_epsilon": 0.01,  # ... of a polygon approximation with this tolerance (fraction of the outline)
 })
 SHAPE_WORDS: Mapping[str, tuple[str, ...]] = MappingProxyType({  # adjectives -> classes (any of)
     "round": ("round",), "circular": ("round",), "spherical": ("round",), "ball shaped": ("round",),

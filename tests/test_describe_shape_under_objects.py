@@ -47,3 +47,26 @@ def test_a_ring_keeps_its_hole_with_a_ball_inside_it():
     preds = {(r.subject, r.predicate, r.object) for r in rels}
     assert (1, "inside", 0) in preds and (1, "on_top_of", 0) not in preds
     assert "has holes" in attrs[0]["shape"] and attrs[0]["holes"] == 1
+
+
+def test_a_box_in_perspective_is_straight_sided_and_a_can_or_a_ball_is_not():
+    """A box seen from above at an angle shows its top and front faces: a convex hexagon that is no
+    rectangle in the image (rectangularity < 0.9), but its outline is straight-sided."""
+    hexagon = np.array([[100, 60], [200, 60], [250, 100], [250, 170], [150, 170], [100, 130]], np.int32)
+    box = np.zeros((H, W), np.uint8)
+    import cv2
+
+    cv2.fillPoly(box, [hexagon], 1)
+    can = np.zeros((H, W), np.uint8)  # a cylinder: straight sides, elliptic top and bottom
+    cv2.ellipse(can, (160, 90), (40, 22), 0, 0, 360, 1, -1)
+    cv2.ellipse(can, (160, 140), (40, 22), 0, 0, 360, 1, -1)
+    can[90:141, 120:201] = 1
+    ball = _disc(160, 120, 45).astype(np.uint8)
+    for mask, want in ((box, {"square", "rectangular"}), (can, set()), (ball, {"round"})):
+        image, rles = _scene([mask.astype(bool)], [(200, 30, 30)])
+        attrs, _ = describe_regions(image, rles, roles=["object", "support"])
+        got = set(attrs[0]["shape"]) & {"square", "rectangular", "round"}
+        assert got <= want and (got or not want), (want, attrs[0])
+    image, rles = _scene([box.astype(bool)], [(200, 30, 30)])
+    attrs, _ = describe_regions(image, rles, roles=["object", "support"])
+    assert attrs[0]["rectangularity"] < 0.9 and attrs[0]["straightness"] >= 0.6

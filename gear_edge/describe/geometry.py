@@ -13,7 +13,8 @@ Attributes (units: pixels of the original image unless stated):
 * ``elongation`` ≥ 1 (sqrt of the 2nd-moment eigenvalue ratio), ``circularity`` 4π·A/P², ``solidity``
   A / convex-hull area, ``rectangularity`` A / min-area-rectangle area, ``holes`` (count),
   ``orientation_deg`` in [0, 180) (major axis; 0 = horizontal, counter-clockwise), ``vertices`` (corners
-  of the outline's polygon approximation), ``shape`` words from elongated / round / square / rectangular /
+  of the outline's polygon approximation), ``straightness`` (outline fraction on straight sides: a box
+  in perspective is straight-sided, square / rectangular, though no rectangle in the image), ``shape`` words from elongated / round / square / rectangular /
   triangular / irregular / has holes (``gear_edge.vocabulary.SHAPES``; thresholds in ``SHAPE_RULES``);
   measured on the region together with the smaller objects lying ``on_top_of`` it, within its bbox
   (a ball on a box leaves a hole in the box's pixels; the box is still rectangular), not with what
@@ -97,6 +98,16 @@ def _check_rles(rles: Sequence[RLE], h: int, w: int) -> list[RLE]:
 _position = position_cell
 
 
+def _straightness(contour: np.ndarray, perimeter: float) -> float:
+    """Fraction (0..1) of a closed outline (int32 [N, 1, 2]) on straight sides: sides of its polygon
+    approximation (tolerance ``straight_epsilon`` of the perimeter) at least ``straight_side`` of it long."""
+    if perimeter <= 0 or len(contour) < 3:
+        return 0.0
+    poly = cv2.approxPolyDP(contour, SHAPE_RULES["straight_epsilon"] * perimeter, True)[:, 0].astype(np.float64)
+    sides = np.hypot(*(np.roll(poly, -1, axis=0) - poly).T)
+    return float(min(1.0, sides[sides >= SHAPE_RULES["straight_side"] * perimeter].sum() / perimeter))
+
+
 def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
     """Shape attributes (scale-free) of a bool bbox crop (``mom``: its ``cv2.moments`` if known)."""
     m8 = crop.view(np.uint8) if crop.dtype == np.bool_ else crop.astype(np.uint8)
@@ -105,7 +116,7 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
     area = mom["m00"]
     if area <= 0:
         return {"elongation": 1.0, "circularity": 0.0, "solidity": 0.0, "rectangularity": 0.0, "holes": 0,
-                "orientation_deg": 0.0, "vertices": 0, "shape": []}
+                "orientation_deg": 0.0, "vertices": 0, "straightness": 0.0, "shape": []}
     mu20, mu02, mu11 = mom["mu20"] / area, mom["mu02"] / area, mom["mu11"] / area
     common = math.sqrt(max(0.0, ((mu20 - mu02) / 2) ** 2 + mu11**2))
     l1, l2 = (mu20 + mu02) / 2 + common, (mu20 + mu02) / 2 - common
@@ -120,10 +131,12 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
     holes = sum(1 for a in hole_areas if a >= min_hole)
     perimeter = sum(cv2.arcLength(c, True) for c in outer)
     points = np.concatenate(outer) if outer else np.zeros((0, 1, 2), np.int32)
-    vertices = 0
+    vertices, straightness = 0, 0.0
     if outer:  # corners of the largest outline's polygon approximation (triangle evidence)
         big = max(outer, key=cv2.contourArea)
-        vertices = len(cv2.approxPolyDP(big, SHAPE_RULES["polygon_epsilon"] * cv2.arcLength(big, True), True))
+        big_p = cv2.arcLength(big, True)
+        vertices = len(cv2.approxPolyDP(big, SHAPE_RULES["polygon_epsilon"] * big_p, True))
+        straightness = _straightness(big, big_p)
     if len(points) >= 3:
         hull = cv2.convexHull(points)
         hull_area = cv2.contourArea(hull) + 0.5 * cv2.arcLength(hull, True)
@@ -144,6 +157,9 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
         words.append("square")
     elif rectangularity >= r["rect_min"]:
         words.append("rectangular")
+    elif straightness >= r["straight_min"] and solidity >= r["solid_min"] and vertices >= 4:
+        # straight-sided and convex: a box seen in perspective (its faces make a hexagon in the image)
+        words.append("square" if elongation < r["squarish_max"] else "rectangular")
     elif elongation < r["squarish_max"] and solidity >= r["solid_min"] and r["round_rect_lo"] <= rectangularity < r["round_rect_hi"]:
         words.append("round")  # a disk fills pi/4 of its bounding square; perimeter is too noise-prone
     elif vertices == 3 and solidity >= r["solid_min"] and r["triangle_rect_lo"] <= rectangularity < r["triangle_rect_hi"]:
@@ -160,6 +176,7 @@ def _shape(crop: np.ndarray, mom: dict | None = None) -> dict:
         "holes": int(holes),
         "orientation_deg": round(orientation, 1),
         "vertices": int(vertices),
+        "straightness": round(straightness, 3),
         "shape": words,
     }
 

@@ -347,6 +347,7 @@ class Executor:
                 return 1.0 - 1.0 / max(1.0, float(view.attr(i, "elongation", 1.0) or 1.0))
             if v in ("square", "rectangular"):
                 rect = float(view.attr(i, "rectangularity", view.attr(i, "solidity", 0.0)) or 0.0)
+                rect = max(rect, float(view.attr(i, "straightness", 0.0) or 0.0))  # a box in perspective
                 el = float(view.attr(i, "elongation", 1.0) or 1.0)
                 return rect / (el if v == "square" else 1.0)
             if v == "irregular":
