@@ -45,6 +45,10 @@ from gear_edge.vocabulary import (
 )
 
 PURPOSE_FLOOR = 0.35  # purpose phrases ("something to cut with") embed further from captions than names do
+# relations scored in tiers (stacked / contained in the scene's relations, else a guess from touching
+# or lying within the outline): once some candidate has the relation itself, the guesses are dropped
+# ("what is on the box?" is what lies on it, not also what touches its top edge from behind)
+EVIDENCE_FLOOR: dict[str, float] = {"on": 0.9, "inside": 0.9, "contains": 0.9}
 NEGATED_FLOOR = 0.7  # "not the tape": drop regions this similar to the words (lexical hits reach it)
 NEAR_FRAC = 0.12  # "near": bbox gap at most this fraction of the image diagonal (or touching)
 TEXT_FUZZ = 0.8  # OCR text matches when difflib's ratio reaches this on some window
@@ -671,6 +675,9 @@ class Executor:
             s = test(c)
             if s is not None:
                 held[c] = s
+        floor = EVIDENCE_FLOOR.get(f.relation)
+        if floor is not None and not f.negated and any(v >= floor for v in held.values()):
+            held = {c: v for c, v in held.items() if v >= floor}  # stacked evidence: the guesses go
         if f.negated:
             run.keep([c for c in before if c not in held])
         else:
