@@ -10,7 +10,8 @@ Evidence, from masks and colour alone (:func:`assign_roles`):
 * **support**: the large region that *hosts* the others — it touches the image border, and the other
   regions lie in its outline (its holes) or against it. Its fragments (other planks, the table seen
   through a ring's hole, shadow rims) are support too: regions of the support's colour (or its
-  chromaticity, darker) that touch the support or fill a hole of another region, and outline rims
+  chromaticity, darker but not black: at least ``SHADOW_MIN_L`` of its lightness) that touch the
+  support or fill a hole of another region, and outline rims
   (a holed region against the support, smaller than the object filling its hole: the segmenter's
   shaded edge between them).
 * **background**: large regions not in the support's outline that run along the image's top edge
@@ -40,6 +41,7 @@ MIN_SUPPORT_FRAC = 0.06  # a support covers at least this fraction of the image
 HOST_RING = 0.4  # region j rests against i when i holds this much of the ring around j
 SUPPORT_DE = 14.0  # Lab distance within which a fragment has the support's colour
 SHADOW_CHROMA = 0.03  # rg-chromaticity distance of a darker region that reads as the support in shadow
+SHADOW_MIN_L = 0.45  # ... and at least this fraction of the support's L*: a black object is darker than any shadow
 MIN_BACKGROUND_FRAC = 0.04
 RIM_AGAINST = 0.5  # an outline rim around an object lies this much against the support
 BEHIND_BOTTOM = 0.05  # a host ending this much (unit height) above the lowest of its hosted regions is a backdrop
@@ -150,8 +152,8 @@ def assign_roles(image: np.ndarray, rles: Sequence[RLE]) -> list[str]:
             # a shadow: the support's chromaticity, darker, lying against the support *and* against
             # the object casting it (a dark object alone on a grey table is not one)
             by_object = sum(ring[i, j] for i in range(n) if i not in support and roles[i] == "object")
-            shadow = (lab[j][0] < lab[ref][0] - 3 and float(np.hypot(*(chrom[j] - chrom[ref]))) <= SHADOW_CHROMA
-                      and by_object >= 0.1)
+            shadow = (SHADOW_MIN_L * lab[ref][0] <= lab[j][0] < lab[ref][0] - 3
+                      and float(np.hypot(*(chrom[j] - chrom[ref]))) <= SHADOW_CHROMA and by_object >= 0.1)
             # a rim: a thin outline around an object, smaller than what fills its hole, lying against
             # the support (the segmenter's anti-aliased / shaded edge between them), not a thing
             rim = against >= RIM_AGAINST and any(in_hole[j, i] >= 0.8 and frac[j] < frac[i] and roles[i] == "object"
