@@ -50,9 +50,11 @@ RELATIONS = (
 )
 # edge_*: the bbox's distance to that image border; viewer: distance to the camera (depth where the
 # regions have it, else how far the region's lowest point is from the image bottom); height: above
-# the support (attribute height_m, from depth) or else the bbox height in pixels
+# the support (attribute height_m, from depth) or else the bbox height in pixels; elevation ("the
+# highest"): how high its top is above the support (top_above_support_m, from depth), else how high
+# it is in the image
 ORDER_KEYS = ("area", "x", "y", "brightness", "elongation", "circularity", "distance", "edge_top", "edge_bottom",
-              "edge_left", "edge_right", "viewer", "height")
+              "edge_left", "edge_right", "viewer", "height", "elevation")
 
 Quantity = Literal["one", "all"]
 

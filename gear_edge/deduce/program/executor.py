@@ -803,7 +803,8 @@ class Executor:
         run.keep(keep)
         ref = f" {ids_text(refs)}" if o.key == "distance" else ""
         note = {"depth": " (by depth)", "image": " (no depth: lowest in the image is nearest)",
-                "height": " (height above the table, m)", "image height": " (no depth: height in the image)"}.get(how, "")
+                "height": " (height above the table, m)", "image height": " (no depth: height in the image)",
+                "elevation": " (its top above the table, m)", "image elevation": " (no depth: highest in the image)"}.get(how, "")
         trace.add(f"{label}{o.word or o.key}{ref}{note} of {len(pool)}: kept {ids_text(run.ids)}", run.ids)
 
 
@@ -822,6 +823,11 @@ def _order_value(view: SceneView, i: int, o: Order, refs: Sequence[int] = ()) ->
         return view.edge_distance(i, o.key[5:]), ""
     if o.key == "viewer":
         return view.viewer_distance(i)
+    if o.key == "elevation":  # its top above the support with depth (m), else up the image (-y, px)
+        top = view.attr(i, "top_above_support_m")
+        if top is not None:
+            return float(top), "elevation"
+        return -view.centroid(i)[1], "image elevation"
     if o.key == "height":  # above the support with depth (m), else the image height (px)
         hm = view.attr(i, "height_m")
         if hm is not None:

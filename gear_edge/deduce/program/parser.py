@@ -62,7 +62,7 @@ SUPERLATIVES = {
     "most left": ("x", False), "far left": ("x", False),
     "rightmost": ("x", True), "right most": ("x", True), "furthest right": ("x", True), "farthest right": ("x", True),
     "most right": ("x", True), "far right": ("x", True),
-    "topmost": ("y", False), "top most": ("y", False), "uppermost": ("y", False), "highest": ("y", False),
+    "topmost": ("y", False), "top most": ("y", False), "uppermost": ("y", False), "highest": ("elevation", True),
     "bottommost": ("y", True), "bottom most": ("y", True), "lowest": ("y", True), "lowermost": ("y", True),
     "brightest": ("brightness", True), "lightest": ("brightness", True), "darkest": ("brightness", False),
     "longest": ("elongation", True), "most elongated": ("elongation", True), "thinnest": ("elongation", True),
@@ -543,6 +543,21 @@ class _ParseRun:
         self._skip_of_the()  # "the largest of the (three) cups"
         return GO_ON
 
+    def _pre_distance_superlative(self, s: _Spec, st: "_PreState"):
+        """"the nearest cup", "the second closest one", "the furthest box": to the viewer (a
+        reference may follow: "the nearest cup to the plate", :meth:`_pm_distance_ref`)."""
+        w = self._peek()
+        if w not in DISTANCE_SUPERLATIVES or self._peek(1) in ("to", "from", "away"):
+            return None  # "closest to ...": the distance post-modifier reads it
+        far = DISTANCE_SUPERLATIVES[w]
+        rank = s.rank or 1
+        s.order = Order("viewer", far if rank > 0 else not far, abs(rank), 1,
+                        f"{s.rank_word + ' ' if s.rank_word else ''}{w}")
+        s.rank = None
+        self.i += 1
+        self._skip_of_the()  # "the nearest of the cups"
+        return GO_ON
+
     def _pre_comparative(self, s: _Spec, st: "_PreState"):
         w = self._peek()
         if w in COMPARATIVE_ORDER and self._peek(1) != "than" and (w in _V.SIZE_COMPARATIVES or self._peek(1) == "of"):
@@ -892,6 +907,30 @@ class _ParseRun:
             _add_position(s, value, st.negate)
         self.i += n
         st.negate = False
+        return GO_ON
+
+    def _pm_distance_ref(self, s: _Spec, st: "_PostState"):
+        """After "the nearest cup": "to the plate" / "from the box" makes the reference that region
+        instead of the viewer ("to me" keeps the viewer)."""
+        o = s.order
+        if o is None or o.key != "viewer" or o.ref is not None or o.word.split()[-1] not in DISTANCE_SUPERLATIVES:
+            return None
+        n = 2 if self._peek() == "away" and self._peek(1) == "from" else 1 if self._peek() in ("to", "from") else 0
+        if not n:
+            return None
+        at = self.i
+        self.i += n
+        ev = self._edge_viewer(self.i)
+        if ev is not None:
+            k, key, word = ev
+            self.i += k
+            s.order = Order(key, o.descending, o.rank, o.count, f"{o.word} {'from' if o.descending else 'to'} {word}")
+            return GO_ON
+        ref = self._np(st.depth + 1)
+        if ref is None:
+            self.i = at
+            return None
+        s.order = Order("distance", o.descending, o.rank, o.count, o.word, ref)
         return GO_ON
 
     def _pm_distance(self, s: _Spec, st: "_PostState"):
@@ -1320,7 +1359,7 @@ POSTMODIFIERS: tuple[PhraseKind, ...] = _registry(
     "_pm_",
     ("outside", 0), ("punctuation", 10), ("conjunction", 20), ("relative", 30), ("copula", 40), ("negation", 50),
     ("quote", 60), ("except", 70), ("text", 80), ("posture", 85), ("holes", 90), ("ordinal_direction", 100),
-    ("position", 110), ("distance", 120), ("comparative", 130), ("relation", 140), ("with", 150), ("purpose", 160),
+    ("position", 110), ("distance_ref", 115), ("distance", 120), ("comparative", 130), ("relation", 140), ("with", 150), ("purpose", 160),
     ("clause_noun", 165), ("clause_adjectives", 170), ("generic_words", 180), ("rest", 1000),
 )
 # Pre-modifiers, the same way (one _pre_<name> method + one line): e.g. a quoted label before
@@ -1329,6 +1368,6 @@ POSTMODIFIERS: tuple[PhraseKind, ...] = _registry(
 PREMODIFIERS: tuple[PhraseKind, ...] = _registry(
     "_pre_",
     ("quote", 10), ("determiner", 20), ("quantifier", 30), ("count", 40), ("negation", 50), ("joiner", 60),
-    ("colour", 70), ("superlative", 80), ("comparative", 90), ("middle", 100), ("ordinal", 110), ("gradable", 120),
+    ("colour", 70), ("superlative", 80), ("distance_superlative", 85), ("comparative", 90), ("middle", 100), ("ordinal", 110), ("gradable", 120),
     ("position", 130), ("skip", 140),
 )
