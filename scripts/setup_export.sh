@@ -10,5 +10,5 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 SAM2_BUILD_CUDA=0 "${PIP[@]}" install --quiet --no-build-isolation "sam2==1.1.0"
 if "${PIP[@]}" show opencv-python >/dev/null 2>&1; then
   "${PIP[@]}" uninstall --quiet -y opencv-python
-  "${PIP[@]}" install --quiet --force-reinstall --no-deps "opencv-python-headless>=4.8"
+  "${PIP[@]}" install --quiet --force-reinstall --no-deps "opencv-python-headless>=4.8,<5.1"
 fi
