@@ -574,7 +574,7 @@ def describe_regions(
     if len(roles) != len(attrs):
         raise InputError(f"got {len(roles)} roles for {len(attrs)} regions")
     relations = region_relations(attrs, works, ids, k_neighbours=k_neighbours, roles=roles)
-    _shapes_with_what_lies_on_them(attrs, list(_check_rles(rles, *image.shape[:2])), ids, roles, relations)
+    _shapes_with_what_lies_on_them(attrs, list(rles), ids, roles, relations)  # rles: checked by region_attributes
     return attrs, relations
 
 
@@ -593,7 +593,7 @@ def _shapes_with_what_lies_on_them(attrs: list[dict], rles: list[RLE], ids: Sequ
         if roles[a] == "object" and roles[b] == "object" and attrs[a]["area_px"] < attrs[b]["area_px"]:
             lying.setdefault(b, []).append(a)
     for b, on in lying.items():
-        x, y, bw, bh = attrs[b]["bbox"]
+        x, y, bw, bh = attrs[b]["bbox"]  # the same window and step as region_attributes' crops
         x0, y0 = int(math.floor(x)), int(math.floor(y))
         x1, y1 = x0 + int(math.floor(bw)), y0 + int(math.floor(bh))
         step = max(1, math.ceil(max(x1 - x0, y1 - y0) / SHAPE_SIDE))
