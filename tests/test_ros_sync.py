@@ -56,6 +56,16 @@ def test_recent_frames_answer_on_the_newest_frame_whose_depth_has_arrived():
                      has_depth=lambda f: f.seq == 4) == (None, False)  # 4 is two frames behind 6
     assert near.pick(10.4, waiting_since=10.4, depth_expected=True, depth_wait=0.5,
                      has_depth=lambda f: f.seq == 5)[0].seq == 5
+    # on a loaded machine depth can lag several frames behind colour: by default the newest paired
+    # frame within depth_wait is answered at once (no frame-count limit), not the newest without depth
+    lag = RecentFrames()
+    for k in range(1, 9):
+        lag.add(Frame(None, None, 0.0, 10 + k / 15, k))
+    f, final = lag.pick(10 + 8 / 15, waiting_since=10 + 8 / 15, depth_expected=True, depth_wait=0.5,
+                        has_depth=lambda f: f.seq <= 4)
+    assert (f.seq, final) == (4, True)  # four frames (0.27 s) behind the newest
+    assert lag.pick(10 + 8 / 15, waiting_since=10 + 8 / 15, depth_expected=True, depth_wait=0.2,
+                    has_depth=lambda f: f.seq <= 4) == (None, False)  # 0.27 s > depth_wait: wait for newer
     rf.clear()
     assert rf.newest() is None
     with pytest.raises(ValueError, match="size"):

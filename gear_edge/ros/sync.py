@@ -100,18 +100,19 @@ class RecentFrames:
 
     Colour and depth arrive on separate subscriptions, and over a reliable transport a depth sample
     whose fragment was lost waits for its repair while later ones queue behind it (in-order
-    delivery): the newest colour frame may have no depth yet while one a frame older has. ``pick``
-    answers on the newest frame whose depth has arrived (as ``message_filters`` would emit pairs),
-    at most ``max_behind`` frames and ``depth_wait`` s older than the newest, and on the newest without depth only once the
-    caller has waited ``depth_wait``. Thread-safe.
+    delivery), and on a loaded machine several frames can queue so: the newest colour frame may have
+    no depth yet while one a few frames older has. ``pick`` answers on the newest frame whose depth
+    has arrived (as ``message_filters`` would emit pairs), at most ``depth_wait`` s older than the newest
+    (and at most ``max_behind`` frames, when set), and on the newest without depth only once the caller
+    has waited ``depth_wait``. Thread-safe.
     """
 
-    def __init__(self, size: int = 8, max_behind: int = 2) -> None:
+    def __init__(self, size: int = 16, max_behind: int | None = None) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1 frame, got {size}")
-        if max_behind < 0:
-            raise ValueError(f"max_behind must be >= 0 frames, got {max_behind}")
-        self.max_behind = int(max_behind)
+        if max_behind is not None and max_behind < 0:
+            raise ValueError(f"max_behind must be >= 0 frames or None, got {max_behind}")
+        self.max_behind = size if max_behind is None else int(max_behind)
         self._frames: deque[Frame] = deque(maxlen=size)
         self._lock = threading.Lock()
 
@@ -130,7 +131,7 @@ class RecentFrames:
     def pick(self, now: float, *, after_seq: int = 0, waiting_since: float | None = None, depth_expected: bool,
              depth_wait: float, has_depth) -> tuple[Frame | None, bool]:
         """(frame, final). ``frame``: the newest frame after ``after_seq`` with ``has_depth(frame)``
-        among the newest ``max_behind + 1`` that arrived within ``depth_wait`` s of the newest; with no depth expected, or
+        among those that arrived within ``depth_wait`` s of the newest (and the newest ``max_behind + 1``); with no depth expected, or
         none matched after ``depth_wait`` s of waiting, the newest. The wait counts from
         ``waiting_since`` (monotonic s; default: the arrival of the first frame after ``after_seq``),
         so a colour stream whose depth has stopped is answered ``depth_wait`` late, never starved.
