@@ -10,7 +10,10 @@ post-processing are implemented here and the models run on any :class:`gear_edge
 
 Pipeline of :meth:`OcrReader.read` (image: uint8 RGB ``[H, W, 3]``):
 
-1. detection at ``det_side`` (the longer side is scaled down to it, both sides rounded to multiples of 32):
+1. detection at PP-OCR's resolution rule: an image whose shorter side is under ``det_min_side`` (736,
+   rapidocr's default) is scaled up to it, so a 640x480 camera frame is detected at 992x736 (small
+   printed words are found at that scale and missed at 640x480); otherwise the longer side is scaled
+   down to ``det_side``; never above ``det_max_side`` on the longer side; both sides rounded to multiples of 32:
    text probability map → threshold 0.3 → 2×2 dilation → contours → min-area rectangles, kept when the
    mean probability inside is ≥ ``box_thresh``, then grown by ``area·unclip_ratio / perimeter`` pixels
    per side (DB's unclip of a rectangle) and mapped back to image pixels;
@@ -173,8 +176,11 @@ class OcrReader:
     """PP-OCR text reading: ``read(image) -> list[TextBox]`` (see the module docstring for the steps).
 
     ``threads``: intra-op threads per model (None = ONNX Runtime's choice). ``min_confidence``: lines
-    read with a lower mean character probability are dropped. ``det_side``: longer side of the
-    detector input (pixels; 960 is PP-OCR's default, larger finds smaller text at quadratic cost).
+    read with a lower mean character probability are dropped. ``det_min_side``: an image whose shorter
+    side is under it is scaled up to it for detection (pixels; 736 is rapidocr's default, None: never
+    scale up). ``det_side``: otherwise the longer side of the detector input (pixels; 960 is PP-OCR's
+    default, larger finds smaller text at quadratic cost). ``det_max_side``: the upscaled longer side
+    never exceeds it (pixels).
     ``engines``: ``{"det", "rec"[, "cls"]}`` Engines to use instead of the installed ONNX files
     (then ``charset`` is required); ``use_cls=False`` skips the direction classifier.
     ``engine_factory(role, path, manifest) -> Engine`` builds the installed files' engines (default: ONNX
@@ -188,6 +194,8 @@ class OcrReader:
         min_confidence: float = 0.5,
         *,
         det_side: int = 960,
+        det_min_side: int | None = 736,
+        det_max_side: int = 2000,
         box_thresh: float = 0.5,
         unclip_ratio: float = 1.6,
         use_cls: bool = True,
@@ -201,6 +209,10 @@ class OcrReader:
             raise InputError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}")
         if not (isinstance(det_side, int) and det_side >= 32):
             raise InputError(f"det_side must be an int >= 32 (pixels), got {det_side!r}")
+        if det_min_side is not None and not (isinstance(det_min_side, int) and det_min_side >= 32):
+            raise InputError(f"det_min_side must be None or an int >= 32 (pixels), got {det_min_side!r}")
+        if not (isinstance(det_max_side, int) and det_max_side >= det_side):
+            raise InputError(f"det_max_side must be an int >= det_side ({det_side}) pixels, got {det_max_side!r}")
         if not 0.0 < box_thresh < 1.0:
             raise InputError(f"box_thresh must be in (0, 1), got {box_thresh!r}")
         if not unclip_ratio > 0:
@@ -237,6 +249,8 @@ class OcrReader:
                              f"{len(self.classes)} (blank + {len(charset)} characters + space)")
         self.min_confidence = float(min_confidence)
         self.det_side = det_side
+        self.det_min_side = det_min_side
+        self.det_max_side = det_max_side
         self.box_thresh = float(box_thresh)
         self.unclip_ratio = float(unclip_ratio)
         self.bin_thresh = 0.3
@@ -265,8 +279,11 @@ class OcrReader:
     def _detect(self, bgr: np.ndarray) -> list[np.ndarray]:
         """Text-line quads (float32 ``[4, 2]``, image pixels) in a BGR uint8 image, in reading order."""
         h, w = bgr.shape[:2]
-        scale = min(1.0, self.det_side / max(h, w))
-        dh, dw = (max(32, int(round(s * scale / 32)) * 32) for s in (h, w))
+        if self.det_min_side is not None and min(h, w) < self.det_min_side:
+            scale = min(self.det_min_side / min(h, w), self.det_max_side / max(h, w))
+        else:
+            scale = min(1.0, self.det_side / max(h, w))
+        dh, dw = (max(32, int(round(int(s * scale) / 32)) * 32) for s in (h, w))
         resized = cv2.resize(bgr, (dw, dh), interpolation=cv2.INTER_LINEAR) if (dh, dw) != (h, w) else bgr
         x = _normalise(resized)[None]
         name_in, name_out = next(iter(self.det.inputs)), next(iter(self.det.outputs))
