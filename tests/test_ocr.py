@@ -124,6 +124,26 @@ def test_min_confidence_filters_lines(reader, scene):
 
 
 @needs_models
+def test_a_ring_and_a_frame_are_not_read_as_letters_a_printed_letter_is(reader):
+    """One-glyph lines need min_confidence_single: a square frame reads as '口' at ~0.92 and is dropped,
+    a printed 'B' (0.999) is kept; with the bound off the frame comes back."""
+    img = np.full((480, 640, 3), 220, np.uint8)
+    cv2.circle(img, (120, 150), 50, (120, 120, 120), -1)
+    cv2.circle(img, (120, 150), 25, (220, 220, 220), -1)  # a washer
+    cv2.rectangle(img, (260, 300), (420, 440), (40, 150, 50), -1)
+    cv2.rectangle(img, (278, 318), (402, 422), (220, 220, 220), -1)  # a frame
+    cv2.rectangle(img, (480, 60), (600, 180), (30, 70, 210), -1)
+    cv2.putText(img, "B", (505, 160), cv2.FONT_HERSHEY_SIMPLEX, 3.0, (245, 245, 245), 6, cv2.LINE_AA)
+    assert [b.text for b in reader.read(img)] == ["B"]
+    loose = ocr.OcrReader(min_confidence_single=0.0, engines={"det": reader.det, "rec": reader.rec, "cls": reader.cls},
+                          charset=reader.classes[1:-1])
+    got = {b.text for b in loose.read(img)}
+    assert "B" in got and len(got) >= 2
+    with pytest.raises(InputError, match="min_confidence_single"):
+        ocr.OcrReader(min_confidence_single=2.0, engines={}, charset=[])
+
+
+@needs_models
 def test_plain_photo_and_blank_images_have_no_text(reader):
     import skimage.data
 

@@ -176,7 +176,9 @@ class OcrReader:
     """PP-OCR text reading: ``read(image) -> list[TextBox]`` (see the module docstring for the steps).
 
     ``threads``: intra-op threads per model (None = ONNX Runtime's choice). ``min_confidence``: lines
-    read with a lower mean character probability are dropped. ``det_min_side``: an image whose shorter
+    read with a lower mean character probability are dropped; a line of one character needs
+    ``min_confidence_single`` (a ring's outline reads as "O" at 0.6, a square frame as "口" at 0.7-0.92;
+    a printed letter reads at > 0.95). ``det_min_side``: an image whose shorter
     side is under it is scaled up to it for detection (pixels; 736 is rapidocr's default, None: never
     scale up). ``det_side``: otherwise the longer side of the detector input (pixels; 960 is PP-OCR's
     default, larger finds smaller text at quadratic cost). ``det_max_side``: the upscaled longer side
@@ -193,6 +195,7 @@ class OcrReader:
         threads: int | None = None,
         min_confidence: float = 0.5,
         *,
+        min_confidence_single: float = 0.95,
         det_side: int = 960,
         det_min_side: int | None = 736,
         det_max_side: int = 2000,
@@ -207,6 +210,8 @@ class OcrReader:
     ) -> None:
         if not (isinstance(min_confidence, (int, float)) and 0.0 <= min_confidence <= 1.0):
             raise InputError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}")
+        if not (isinstance(min_confidence_single, (int, float)) and 0.0 <= min_confidence_single <= 1.0):
+            raise InputError(f"min_confidence_single must be a number in [0, 1], got {min_confidence_single!r}")
         if not (isinstance(det_side, int) and det_side >= 32):
             raise InputError(f"det_side must be an int >= 32 (pixels), got {det_side!r}")
         if det_min_side is not None and not (isinstance(det_min_side, int) and det_min_side >= 32):
@@ -248,6 +253,7 @@ class OcrReader:
             raise InputError(f"{self.rec.source}: recogniser has {n_out} classes but the charset gives "
                              f"{len(self.classes)} (blank + {len(charset)} characters + space)")
         self.min_confidence = float(min_confidence)
+        self.min_confidence_single = max(float(min_confidence), float(min_confidence_single))
         self.det_side = det_side
         self.det_min_side = det_min_side
         self.det_max_side = det_max_side
@@ -272,7 +278,7 @@ class OcrReader:
         out = []
         for quad, (text, conf) in zip(quads, read):
             text = text.strip()
-            if text and conf >= self.min_confidence:
+            if text and conf >= (self.min_confidence_single if len(text) == 1 else self.min_confidence):
                 out.append(TextBox(text, conf, quad, _bbox(quad)))
         return out
 
