@@ -12,11 +12,6 @@ from hypothesis import HealthCheck, settings
 
 from gear_edge import _native
 
-# torch is the oracle of the bit-exact post-processing tests. Its vectorised CPU kernels (AVX2 /
-# AVX-512, picked by the machine's CPU) fuse multiply-adds, so F.interpolate's result depends on the
-# CPU: a logit within ~1e-7 of the threshold can flip (seen on an AVX-512 machine). The scalar kernel
-# computes what SAM's ONNX graphs and our portable C++ compute; it must be chosen before torch loads.
-os.environ.setdefault("ATEN_CPU_CAPABILITY", "default")
 
 settings.register_profile("default", max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -216,7 +216,8 @@ def _torch_upsample(logits: np.ndarray, H: int, W: int, convention: str) -> np.n
     threshold=st.sampled_from([0.0, 0.0, 0.5, -1.0]), offset=st.sampled_from([1.0, 1.0, 0.25, 2.0]),
 )
 def test_bit_exact_against_torch_interpolate(backend, lh, lw, H, W, convention, scale, seed, threshold, offset):
-    """Every pixel of every mask and every stability score equal to torch's, exactly."""
+    """Every pixel of every mask and every stability score equal to torch's (pixels within float32
+    rounding of a threshold excepted, see below)."""
     torch = pytest.importorskip("torch", reason=TORCH_REASON)
     torch.set_num_threads(1)
     logits = (np.random.default_rng(seed).normal(0, 1, (2, lh, lw)) * scale).astype(np.float32)
@@ -224,10 +225,26 @@ def test_bit_exact_against_torch_interpolate(backend, lh, lw, H, W, convention, 
     with use_backend(backend):
         got = gm.postprocess_logits(logits, (H, W), convention=convention, mask_threshold=threshold,
                                     stability_offset=offset)
+    # torch's vectorised CPU kernels (AVX2 / AVX-512, chosen by the machine) fuse multiply-adds, so on
+    # some CPUs a logit within float32 rounding of a threshold lands on the other side (seen: -6.6e-8
+    # vs 0 on an AVX-512 machine; its scalar kernel, ATEN_CPU_CAPABILITY=default, agrees with ours
+    # there). Pixels that far from a threshold may differ; every other pixel must be equal.
+    eps = 4 * np.finfo(np.float32).eps * max(1.0, float(np.abs(up).max()))
     for i in range(2):
-        assert got.rles[i]["counts"] == gm.encode(np.ascontiguousarray(up[i] > threshold))["counts"]
-        hi, lo = int((up[i] > threshold + offset).sum()), int((up[i] > threshold - offset).sum())
-        assert got.stability[i] == (np.float32(hi) / np.float32(lo) if lo else np.float32(1.0))
+        mine = gm.decode(got.rles[i]).astype(bool)
+        ref = up[i] > threshold
+        assert np.all(np.abs(up[i][mine != ref] - threshold) <= eps), "a pixel differs from torch beyond rounding"
+        counts = []
+        for t in (threshold + offset, threshold - offset):
+            near = int((np.abs(up[i] - t) <= eps).sum())
+            counts.append(((up[i] > t).sum(), near))
+        (hi, n_hi), (lo, n_lo) = counts
+        if n_hi == n_lo == 0 and (mine == ref).all():
+            assert got.rles[i]["counts"] == gm.encode(np.ascontiguousarray(ref))["counts"]
+            assert got.stability[i] == (np.float32(hi) / np.float32(lo) if lo else np.float32(1.0))
+        else:  # the ratio of counts that may each be off by their near-threshold pixels
+            assert any(got.stability[i] == (np.float32(hi + a) / np.float32(lo + b) if lo + b else np.float32(1.0))
+                       for a in range(-n_hi, n_hi + 1) for b in range(-n_lo, n_lo + 1))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
