@@ -32,6 +32,7 @@ from gear_edge.errors import MissingDependencyError
 from gear_edge.types import Region
 
 
+STRIP_WIDTH = 3.0  # px of the working image: a region at most this wide on average (2 area / perimeter) is a boundary strip
 TEXT_EDGE_FRAC = 0.06  # a region with this fraction of edge pixels inside carries print (a label's letters)
 
 
@@ -327,11 +328,18 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
         cur = cur[cur]
     for i in np.argsort(area, kind="stable"):
         i = int(i)
-        if not alive[i] or border[i] > 0 or area[i] >= small_frac * hw:
+        if not alive[i] or border[i] > 0:
             continue
+        perim_i = B[i].sum() + border[i]
+        thin = perim_i > 0 and 2.0 * area[i] / perim_i <= STRIP_WIDTH  # mean width (px): a boundary strip
+        large = area[i] >= small_frac * hw
+        if large and not thin:
+            continue  # (a strip along a large object's outline is long: its area grows with the outline)
         nb = [int(k) for k in np.flatnonzero(B[i] > 0) if alive[k] and k != i]
         blend = [(a, b) for x, a in enumerate(nb) for b in nb[x + 1:]
                  if cdist(i, a) + cdist(i, b) <= 1.15 * cdist(a, b) and cdist(a, b) > 20]
+        if large and not blend:
+            continue
         if blend and elongated(i):  # a strip of mixed pixels along the boundary of two regions
             a, b = blend[0]
             j = a if B[i, a] >= B[i, b] else b
