@@ -318,8 +318,11 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
             if letters[i] >= 2 or highlight or printed:
                 merge(i, j)
                 changed = True
+    def perimeter(i: int) -> float:
+        return B[i].sum() + border[i]
+
     def elongated(i: int) -> bool:
-        return (B[i].sum() + border[i]) ** 2 >= 40.0 * area[i]  # perimeter^2 / area: a disc is 4 pi
+        return perimeter(i) ** 2 >= 40.0 * area[i]  # perimeter^2 / area: a disc is 4 pi
 
     # 2c. blended boundary strips; small detached pieces of an object (a thin leg, a handle cut off by a highlight): the same
     # colour as a larger non-border region within two pixels
@@ -330,16 +333,14 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
         i = int(i)
         if not alive[i] or border[i] > 0:
             continue
-        perim_i = B[i].sum() + border[i]
-        thin = perim_i > 0 and 2.0 * area[i] / perim_i <= STRIP_WIDTH  # mean width (px): a boundary strip
         large = area[i] >= small_frac * hw
-        if large and not thin:
+        if large and not 2.0 * area[i] <= STRIP_WIDTH * perimeter(i):  # mean width 2 area / perimeter
             continue  # (a strip along a large object's outline is long: its area grows with the outline)
         nb = [int(k) for k in np.flatnonzero(B[i] > 0) if alive[k] and k != i]
         blend = [(a, b) for x, a in enumerate(nb) for b in nb[x + 1:]
                  if cdist(i, a) + cdist(i, b) <= 1.15 * cdist(a, b) and cdist(a, b) > 20]
         if large and not blend:
-            continue
+            continue  # only strips join whatever their area
         if blend and elongated(i):  # a strip of mixed pixels along the boundary of two regions
             a, b = blend[0]
             j = a if B[i, a] >= B[i, b] else b
