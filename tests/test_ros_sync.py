@@ -13,7 +13,7 @@ from gear_edge.errors import InputError
 from gear_edge.ros.convert import depth_image_to_array
 from gear_edge.ros.params import PARAMETERS
 from gear_edge.ros.requests import Request, RequestQueue, Status, parse_topic_request
-from gear_edge.ros.sync import ApproximateSync, Frame, RecentFrames
+from gear_edge.ros.sync import ApproximateSync, DepthStream, Frame, RecentFrames
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,6 +70,46 @@ def test_recent_frames_answer_on_the_newest_frame_whose_depth_has_arrived():
     assert rf.newest() is None
     with pytest.raises(ValueError, match="size"):
         RecentFrames(size=0)
+
+
+def test_a_caller_busy_while_frames_queued_still_gives_their_depth_depth_wait():
+    # the tracker worked from 10.0 to 10.6 while 8 frames queued (15 Hz from 10.067); their depth is
+    # being repaired. Counting the wait from the first queued frame's arrival would give up at once
+    rf = RecentFrames()
+    for k in range(1, 9):
+        rf.add(Frame(None, None, 0.0, 10 + k / 15, k))
+    none = lambda f: False  # noqa: E731
+    assert rf.pick(10.6, depth_expected=True, depth_wait=0.5, has_depth=none)[0].seq == 8  # old rule: no 3D
+    assert rf.pick(10.6, waiting_since=10.6, depth_expected=True, depth_wait=0.5, has_depth=none) == (None, False)
+    f, final = rf.pick(10.65, waiting_since=10.6, depth_expected=True, depth_wait=0.5, has_depth=lambda f: f.seq == 6)
+    assert (f.seq, final) == (6, True)  # its depth came 0.05 s later
+    assert rf.pick(11.1, waiting_since=10.6, depth_expected=True, depth_wait=0.5, has_depth=none)[0].seq == 8
+    # a waiting_since before the first new frame counts from that frame's arrival (the caller was
+    # free before it came)
+    assert rf.pick(10 + 1 / 15 + 0.49, waiting_since=5.0, depth_expected=True, depth_wait=0.5,
+                   has_depth=none) == (None, False)
+    assert rf.pick(10 + 1 / 15 + 0.51, waiting_since=5.0, depth_expected=True, depth_wait=0.5,
+                   has_depth=none)[0].seq == 8
+
+
+def test_depth_is_expected_until_colour_streams_on_without_any_depth():
+    ds = DepthStream()
+    assert not ds.expected(0.0, 1.0)  # no depth stream seen: answer at once
+    ds.on_depth(10.0)
+    assert ds.expected(10.0, 1.0)
+    for k in range(1, 10):  # depth arrives in late bursts: colour alone for 0.6 s is not depth lost
+        ds.on_colour(10 + k / 15)
+    assert ds.expected(10.7, 1.0)
+    ds.on_depth(10.7)
+    ds.on_colour(10.75)
+    assert ds.expected(11.7, 1.0)
+    assert not ds.expected(11.8, 1.0)  # colour has streamed alone for over give_up: depth stopped
+    ds.on_depth(12.0)  # it came back
+    assert ds.expected(30.0, 1.0)  # the whole camera paused (no colour either): still expected
+    ds.on_colour(30.0)
+    assert ds.expected(30.5, 1.0)
+    ds.clear()
+    assert not ds.expected(30.5, 1.0) and ds.last_depth is None
 
 
 def test_sync_picks_the_nearest_depth_within_slop_and_the_latest_info():

@@ -8,7 +8,7 @@
     reply = c.request("the red mug", timeout=30)         # topic interface: JSON reply dict
     result = c.segment("the red mug", timeout=30)        # action interface: Segment.Result
 
-Publishers use the node's default QoS (reliable, depth 5 for images; reliable depth 100 for requests).
+Publishers use the node's default QoS (reliable, depth 10 for images; reliable depth 100 for requests).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - depends on the install
 
 class GearSegClient(Node):
     def __init__(self, name: str = "gear_edge_client", *, namespace: str = "", image_reliability: str = "reliable",
-                 image_depth: int = 5) -> None:
+                 image_depth: int = 10) -> None:
         super().__init__(name, namespace=namespace)
         rel = ReliabilityPolicy.RELIABLE if image_reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         img_qos = QoSProfile(depth=image_depth, reliability=rel, history=HistoryPolicy.KEEP_LAST)

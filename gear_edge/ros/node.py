@@ -58,7 +58,7 @@ from gear_edge.ros import messages as rm
 from gear_edge.ros.convert import compressed_to_rgb, depth_image_to_array, image_to_rgb
 from gear_edge.ros.params import PARAMETERS
 from gear_edge.ros.requests import Request, RequestQueue, Status, next_id, parse_topic_request
-from gear_edge.ros.sync import ApproximateSync, Frame, RecentFrames, stamp_seconds
+from gear_edge.ros.sync import ApproximateSync, DepthStream, Frame, RecentFrames, stamp_seconds
 
 try:  # the typed interface (built by scripts/setup.sh from the rosidl wheels)
     from gear_edge_msgs.action import Segment
@@ -94,9 +94,7 @@ class GearSegNode(LifecycleNode):
         self._scene = None
         self._sync = ApproximateSync()
         self._recent = RecentFrames()  # the last colour frames, to pair with depth that comes late
-        self._depth_paired = False  # the colour frame before the newest had its depth
-        self._last_depth = -1e9
-        self._depth_period = 0.1  # s
+        self._depth = DepthStream()  # whether colour frames wait for their depth
         self._active = False
         self._state_name = "unconfigured"
         self._queue: RequestQueue | None = None
@@ -107,6 +105,7 @@ class GearSegNode(LifecycleNode):
         self._track_req: dict | None = None
         self._track_seq = -1
         self._track_due = 0.0
+        self._track_ready = 0.0  # when the tracker last became free to take a frame (monotonic s)
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
         self._latencies: deque[float] = deque(maxlen=200)
@@ -220,7 +219,7 @@ class GearSegNode(LifecycleNode):
             self._latest, self._scene, self._scene_key = None, None, None  # never answer on a frame from before
         self._sync.clear()
         self._recent.clear()
-        self._depth_paired, self._last_depth, self._depth_period = False, -1e9, 0.1
+        self._depth.clear()
         self._subs = [
             self.create_subscription(Image, p("image_topic"), self._on_image, img_qos, callback_group=self._cb_image),
             self.create_subscription(CompressedImage, p("compressed_topic"), self._on_compressed, img_qos,
@@ -299,9 +298,7 @@ class GearSegNode(LifecycleNode):
             if -1.0 < delay < 60.0:
                 self._delays.append(delay * 1e3)
             seq = self._frame_seq
-        prev = self._recent.newest()
-        if prev is not None:
-            self._depth_paired = self._has_depth(prev)
+        self._depth.on_colour(now)
         self._recent.add(Frame(header, rgb, stamp_seconds(header.stamp), now, seq))
 
     def _on_image(self, msg: Image) -> None:
@@ -330,11 +327,8 @@ class GearSegNode(LifecycleNode):
             self.get_logger().warning(f"dropped depth message: {exc}")
             return
         self._inc("depth_frames", 1)
-        now = _now()
-        if 0 < now - self._last_depth < 5.0:  # the depth stream's frame period (moving average)
-            self._depth_period = 0.8 * self._depth_period + 0.2 * (now - self._last_depth)
-        self._last_depth = now
-        self._sync.add_depth(stamp_seconds(msg.header.stamp), depth)
+        self._sync.add_depth(stamp_seconds(msg.header.stamp), depth)  # before on_depth: a waiting pick finds it
+        self._depth.on_depth(_now())
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._sync.add_info(stamp_seconds(msg.header.stamp), (list(msg.k), int(msg.height), int(msg.width)))
@@ -450,39 +444,37 @@ class GearSegNode(LifecycleNode):
                         {"request_id": treq["id"], "query": treq["query"], "mode": "stopped",
                          "reason": f"tracking failed: {exc}", "targets": []})))
 
-    def _depth_live(self) -> bool:
-        """A depth stream is running: its last frame came within 3 of its periods (0.25..1 s)."""
-        return _now() - self._last_depth <= min(1.0, max(0.25, 3 * self._depth_period))
-
     def _depth_expected(self) -> bool:
-        """Colour frames come with depth: a depth stream is live, or the last colour frame before
-        the newest had its depth (so a pause of the whole camera does not count as depth lost)."""
-        return self._depth_live() or self._depth_paired
+        """Colour frames come with depth: a depth stream has been seen, and colour has not streamed
+        on without any depth for over 2 ``depth_wait`` (late bursts of depth and a pause of the whole
+        camera do not count as depth lost)."""
+        return self._depth.expected(_now(), 2 * float(self._p("depth_wait")))
 
     def _no_depth_note(self, depth) -> str:
         """Why an answer has no 3D although a depth stream has been seen ("" otherwise)."""
-        if depth is not None or self._last_depth < -1e8:
+        last = self._depth.last_depth
+        if depth is not None or last is None:
             return ""
         if self._depth_expected():
             return f"no depth frame matched this colour frame within depth_wait ({self._p('depth_wait')} s): answered without 3D"
-        return f"the depth stream has sent nothing for {_now() - self._last_depth:.1f} s: answered without 3D"
+        return f"the depth stream has sent nothing for {_now() - last:.1f} s: answered without 3D"
 
     def _has_depth(self, frame: Frame) -> bool:
         return self._sync.match(frame.stamp, None).depth is not None
 
-    def _pick_frame(self, after_seq: int, *, wait: bool) -> Frame | None:
+    def _pick_frame(self, after_seq: int, *, wait: bool, since: float | None = None) -> Frame | None:
         """The colour frame to answer on (``RecentFrames.pick``): the newest one after ``after_seq``
         whose depth has arrived, or the newest without depth after ``depth_wait`` s. ``wait``: block
-        (up to ``depth_wait`` from now) until it is decided; otherwise None while it is undecided."""
+        (up to ``depth_wait`` from now) until it is decided; otherwise None while it is undecided,
+        the wait counting from ``since`` (when the caller became free) or the first new frame."""
         dw = float(self._p("depth_wait"))
-        since = _now() if wait else None
+        if wait:
+            since = _now()
         while True:
             frame, final = self._recent.pick(_now(), after_seq=after_seq, waiting_since=since,
                                              depth_expected=self._depth_expected(), depth_wait=dw,
                                              has_depth=self._has_depth)
             if final or not wait or self._stop.is_set():
-                if frame is not None and not self._has_depth(frame) and self._depth_paired and not self._depth_live():
-                    self._depth_paired = False  # waited depth_wait in vain, and the stream is quiet: it stopped
                 return frame
             time.sleep(0.005)
 
@@ -667,6 +659,7 @@ class GearSegNode(LifecycleNode):
         with self._lock:
             self._tracker, self._track_req = tr, {"id": req.id, "query": req.query}
             self._track_seq, self._track_due = seq, _now() + 1.0 / float(self._p("track_rate"))  # next tick due
+            self._track_ready = _now()
         return {t.region_id: t.track_id for t in result.targets}
 
     def _track_step(self) -> None:
@@ -677,7 +670,9 @@ class GearSegNode(LifecycleNode):
         now = _now()
         if now < self._track_due:
             return
-        frame = self._pick_frame(self._track_seq, wait=False)  # None: no new frame, or its depth is due
+        # None: no new frame, or its depth is due (frames that queued while the tracker worked get
+        # depth_wait from when it became free, not from their arrival)
+        frame = self._pick_frame(self._track_seq, wait=False, since=self._track_ready)
         if frame is None:
             return
         period = 1.0 / float(self._p("track_rate"))
@@ -708,6 +703,7 @@ class GearSegNode(LifecycleNode):
                "message": note, "targets": [{k: v for k, v in t.items() if k not in ("mask", "points")} for t in targets],
                "mask": gm.encode(np.asfortranarray(mask)) if mask.any() else None, "timings": r.timings}
         self._pubs["tracked"].publish(String(data=json.dumps(out)))
+        self._track_ready = _now()
 
     # ---- diagnostics ----------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ PARAMETERS: dict[str, Any] = {
     "publish_cloud": False,
     "cloud_stride": 2,  # every n-th pixel row/column of the target in the cloud
     "image_reliability": "reliable",  # reliable | best_effort | system_default
-    "image_qos_depth": 5,
+    "image_qos_depth": 10,
     "request_qos_depth": 100,
     "max_queue": 16,
     "max_frame_age": 1.0,  # seconds since the frame arrived

@@ -133,8 +133,10 @@ class RecentFrames:
         """(frame, final). ``frame``: the newest frame after ``after_seq`` with ``has_depth(frame)``
         among those that arrived within ``depth_wait`` s of the newest (and the newest ``max_behind + 1``); with no depth expected, or
         none matched after ``depth_wait`` s of waiting, the newest. The wait counts from
-        ``waiting_since`` (monotonic s; default: the arrival of the first frame after ``after_seq``),
-        so a colour stream whose depth has stopped is answered ``depth_wait`` late, never starved.
+        the arrival of the first frame after ``after_seq``, or ``waiting_since`` (monotonic s: when the
+        caller became ready to answer) if later, so a colour stream whose depth has stopped is
+        answered ``depth_wait`` late, never starved, and a caller busy while frames queued still
+        gives their depth ``depth_wait`` to come.
         ``(None, False)``: none matched yet, ask again; ``(None, True)``: no frame after ``after_seq``."""
         with self._lock:
             frames = [f for f in self._frames if f.seq > after_seq]
@@ -148,10 +150,44 @@ class RecentFrames:
                 break
             if has_depth(f):
                 return f, True
-        since = frames[0].arrival if waiting_since is None else waiting_since
+        since = frames[0].arrival if waiting_since is None else max(waiting_since, frames[0].arrival)
         if now - since >= depth_wait:
             return newest, True
         return None, False
+
+
+class DepthStream:
+    """Whether colour frames should wait for their depth: a depth stream has been seen, and colour
+    frames have not kept arriving without any depth for more than ``give_up`` s (``expected``).
+
+    Over a reliable transport on a loaded machine, depth can arrive in bursts several hundred ms
+    late, and a camera can pause both streams; neither means depth has stopped. Only colour that
+    streams on while no depth at all comes does. Times are monotonic seconds. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.last_depth: float | None = None  # arrival of the last depth frame
+            self._colour_alone_since: float | None = None  # first colour frame after it
+
+    def on_depth(self, now: float) -> None:
+        with self._lock:
+            self.last_depth, self._colour_alone_since = now, None
+
+    def on_colour(self, now: float) -> None:
+        with self._lock:
+            if self._colour_alone_since is None:
+                self._colour_alone_since = now
+
+    def expected(self, now: float, give_up: float) -> bool:
+        with self._lock:
+            if self.last_depth is None:
+                return False
+            return self._colour_alone_since is None or now - self._colour_alone_since <= give_up
 
 
 def stamp_seconds(stamp: Any) -> float:
