@@ -29,13 +29,58 @@ def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_batches_are_a_seeded_permutation_per_epoch():
-    from train.deducer import batches
+def test_scene_batches_are_one_scene_each_and_a_seeded_permutation_per_epoch():
+    from train.deducer import scene_batches
 
-    first = [batches(10, 3, 0, s) for s in range(6)]
-    assert first == [batches(10, 3, 0, s) for s in range(6)]  # a resumed run draws the same batches
-    assert sorted(i for b in first[:3] for i in b) == sorted(set(i for b in first[:3] for i in b))  # no repeat in an epoch
-    assert first[:3] != [batches(10, 3, 1, s) for s in range(3)]
+    keys = ["a"] * 5 + ["b"] * 3 + ["c"] * 4  # 2 + 1 + 2 = 5 batches of at most 3 per epoch
+    first = [scene_batches(keys, 3, 0, s) for s in range(10)]
+    assert first == [scene_batches(keys, 3, 0, s) for s in range(10)]  # a resumed run draws the same batches
+    for batch in first:
+        assert 1 <= len(batch) <= 3 and len({keys[i] for i in batch}) == 1
+    assert sorted(i for b in first[:5] for i in b) == list(range(12))  # every example once per epoch
+    assert sorted(i for b in first[5:] for i in b) == list(range(12))
+    assert first[:5] != first[5:10] and first[:5] != [scene_batches(keys, 3, 1, s) for s in range(5)]
+
+
+@needs_train
+def test_shared_prefix_loss_equals_running_each_example_whole():
+    """The scene-batched loss (shared prompt pass, keys/values repeated per question) gives the
+    loss and the LoRA gradient that the plain full-sequence batch gives, on a small random Llama."""
+    import peft
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from train.deducer import collate, loss_sum, mean_loss, shared_prefix_len
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=128)
+    model = peft.get_peft_model(LlamaForCausalLM(cfg).float(), peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False))
+    shared = torch.randint(3, 97, (30,)).tolist()
+    enc = []
+    for n_q, n_a in ((4, 6), (7, 3), (2, 9)):  # questions and answers of different lengths
+        q, a = torch.randint(3, 97, (n_q,)).tolist(), torch.randint(3, 97, (n_a,)).tolist()
+        enc.append((shared + q + a, [-100] * (30 + n_q) + a))
+    assert shared_prefix_len(enc) == 30 and shared_prefix_len(enc[:1]) == 33  # one example: up to its last prompt token
+
+    def grads():
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    total, count = loss_sum(torch, model, enc, pad_id=0)
+    (total / count).backward()
+    got, got_loss = grads(), float(total / count)
+    model.zero_grad()
+    ids, labels, attn = collate(torch, enc, pad_id=0)
+    ref = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+    ref.backward()
+    want = grads()
+    assert count == 18 and abs(got_loss - float(ref)) < 1e-5
+    for name in want:
+        assert torch.allclose(got[name], want[name], atol=1e-6, rtol=1e-4), name
+    assert any(float(g.abs().max()) > 1e-4 for g in want.values())  # the comparison is not of zeros
+    assert abs(mean_loss(torch, model, enc, 0, 8, ["s"] * 3) - float(ref)) < 1e-5
+    assert abs(mean_loss(torch, model, enc, 0, 8) - float(ref)) < 1e-5  # no keys: one example per pass
 
 
 def test_missing_training_dependency_is_named(monkeypatch):

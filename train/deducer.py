@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -114,14 +115,103 @@ def end_of_turn(tok) -> int:
     return int(eot if isinstance(eot, int) and eot >= 0 and eot != tok.unk_token_id else tok.eos_token_id)
 
 
-def batches(n: int, batch_size: int, seed: int, step: int):
-    """The example indices of ``step`` (0-based): a seeded permutation per epoch, so a resumed run
-    draws exactly the batches the uninterrupted one would."""
-    per_epoch = max(1, n // batch_size)
+def scene_batches(keys: list[str], batch_size: int, seed: int, step: int) -> list[int]:
+    """The example indices of ``step`` (0-based) when batches hold questions on one scene: each
+    scene's examples (same ``keys`` value) are shuffled and cut into batches of at most
+    ``batch_size``, and an epoch visits those batches in a seeded order. A resumed run draws
+    exactly the batches the uninterrupted one would; every example once per epoch."""
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    per_epoch = sum(math.ceil(len(g) / batch_size) for g in groups.values())
     epoch, k = divmod(step, per_epoch)
-    order = list(range(n))
-    random.Random(seed * 7919 + epoch).shuffle(order)
-    return order[k * batch_size:(k + 1) * batch_size]
+    rng = random.Random(seed * 7919 + epoch)
+    out = []
+    for key in sorted(groups):
+        g = list(groups[key])
+        rng.shuffle(g)
+        out += [g[j:j + batch_size] for j in range(0, len(g), batch_size)]
+    rng.shuffle(out)
+    return out[k]
+
+
+def scene_key(ex: dict) -> str:
+    """Examples with the same key share their prompt up to the question (system, few-shot, scene)."""
+    return ex["system"] + "\x00" + ex["scene"]
+
+
+def shared_prefix_len(encoded: list[tuple[list[int], list[int]]]) -> int:
+    """Tokens every example of a batch shares at its start, ending before any answer token's
+    predicting position (so every labelled token is predicted from the suffix pass); >= 0."""
+    first = encoded[0][0]
+    n = min(len(i) for i, _ in encoded)
+    p = 0
+    while p < n and all(i[p] == first[p] for i, _ in encoded):
+        p += 1
+    first_label = min(next((t for t, lab in enumerate(labs) if lab != -100), len(labs)) for _, labs in encoded)
+    return max(0, min(p, first_label - 1))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_keyword() -> str:
+    """The forward keyword of a key/value cache: ``cache`` (transformers >= 5.2x), else ``past_key_values``."""
+    import inspect
+
+    from transformers import LlamaForCausalLM
+
+    return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+
+
+def loss_sum(torch, model, encoded: list[tuple[list[int], list[int]]], pad_id: int) -> tuple:
+    """(summed answer-token cross-entropy as a tensor, answer-token count) of one batch.
+
+    The prompt tokens every example shares (system, few-shot turns, the scene's lines: ~95 % of a
+    direct-mode prompt when a batch asks about one scene) run once; their keys and values are
+    repeated for each example's own question + answer, through which the gradient flows back to
+    them. Same loss and gradient as running each example whole (tested), ~4x less compute."""
+    p = shared_prefix_len(encoded)
+    b = len(encoded)
+    kw = {}
+    if p > 0:
+        prefix = torch.tensor([encoded[0][0][:p]], dtype=torch.long)
+        out = model(input_ids=prefix, use_cache=True)
+        name = _cache_keyword()
+        cache = out.cache if name == "cache" else out.past_key_values
+        if b > 1:
+            cache.batch_repeat_interleave(b)
+        kw = {name: cache, "use_cache": True}
+    ids, labels, attn = collate(torch, [(i[p:], lab[p:]) for i, lab in encoded], pad_id)
+    mask = torch.cat([torch.ones((b, p), dtype=attn.dtype), attn], dim=1)
+    logits = model(input_ids=ids, attention_mask=mask, **kw).logits[:, :-1]
+    tgt = labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                             ignore_index=-100, reduction="sum")
+    return loss, int((tgt != -100).sum())
+
+
+def autocast(torch, precision: str):
+    """``bf16``: CPU autocast to bfloat16 (weights and the LoRA stay float32; AMX / AVX-512-BF16
+    make it ~2x faster); ``fp32``: no autocast."""
+    import contextlib
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+def resolve_precision(torch, precision: str) -> str:
+    """``auto`` → ``bf16`` when this CPU has native bfloat16 matmul (AMX or AVX-512-BF16), else ``fp32``."""
+    if precision != "auto":
+        return precision
+    try:
+        ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        ok = False
+    if ok:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+            ok = "amx_bf16" in flags or "avx512_bf16" in flags
+        except OSError:
+            pass
+    return "bf16" if ok else "fp32"
 
 
 def collate(torch, encoded: list[tuple[list[int], list[int]]], pad_id: int):
@@ -136,19 +226,24 @@ def collate(torch, encoded: list[tuple[list[int], list[int]]], pad_id: int):
     return ids, labels, attn
 
 
-def mean_loss(torch, model, encoded, pad_id: int, batch_size: int) -> float:
-    """Mean per-answer-token loss over ``encoded`` (no gradient)."""
+def mean_loss(torch, model, encoded, pad_id: int, batch_size: int, keys: list[str] | None = None,
+              precision: str = "fp32") -> float:
+    """Mean per-answer-token loss over ``encoded`` (no gradient); consecutive examples with the same
+    ``keys`` entry share their prompt prefix pass."""
+    keys = keys or [str(i) for i in range(len(encoded))]
+    groups: list[list[int]] = []
+    for i, k in enumerate(keys):
+        if groups and keys[groups[-1][0]] == k and len(groups[-1]) < batch_size:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
     total, count = 0.0, 0
     model.eval()
-    with torch.no_grad():
-        for k in range(0, len(encoded), batch_size):
-            ids, labels, attn = collate(torch, encoded[k:k + batch_size], pad_id)
-            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-            tgt = labels[:, 1:]
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                                                     ignore_index=-100, reduction="sum")
+    with torch.no_grad(), autocast(torch, precision):
+        for g in groups:
+            loss, n = loss_sum(torch, model, [encoded[i] for i in g], pad_id)
             total += float(loss)
-            count += int((tgt != -100).sum())
+            count += n
     model.train()
     return total / max(1, count)
 
@@ -280,9 +375,12 @@ def train(args: argparse.Namespace) -> dict:
     few = not args.no_few_shot
     enc = [encode(tok, ex, few, args.max_len) for ex in train_ex]
     held = [encode(tok, ex, few, args.max_len) for ex in held_ex]
+    keys, held_keys = [scene_key(ex) for ex in train_ex], [scene_key(ex) for ex in held_ex]
+    precision = resolve_precision(torch, args.precision)
     n_tok = sum(len(i) for i, _ in enc)
-    log(f"{len(enc)} training examples ({n_tok} tokens, {n_tok / len(enc):.0f} per example), {len(held)} held-out "
-        f"for loss; batch {args.batch_size}, lr {args.lr:g}, rank {args.rank}, alpha {args.alpha:g}")
+    log(f"{len(enc)} training examples on {len(set(keys))} scenes ({n_tok} tokens, {n_tok / len(enc):.0f} per example), "
+        f"{len(held)} held-out for loss; batch {args.batch_size} (questions on one scene), lr {args.lr:g}, "
+        f"rank {args.rank}, alpha {args.alpha:g}, {precision}")
     cfg = peft.LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=0.0, target_modules=list(TARGET_MODULES),
                           bias="none", task_type="CAUSAL_LM")
     model = peft.get_peft_model(model, cfg)
@@ -296,10 +394,11 @@ def train(args: argparse.Namespace) -> dict:
         opt.load_state_dict(state["optimizer"])
         step, info = int(state["step"]), dict(state["info"])
         log(f"resumed from {ckpt} at step {step}")
-    eval_train = enc[: args.eval_examples]
+    eval_train, eval_keys = enc[: args.eval_examples], keys[: args.eval_examples]
     if "loss_start" not in info:
-        info["loss_start"] = mean_loss(torch, model, eval_train, pad_id, args.batch_size)
-        info["heldout_loss_start"] = mean_loss(torch, model, held, pad_id, args.batch_size) if held else None
+        info["loss_start"] = mean_loss(torch, model, eval_train, pad_id, args.batch_size, eval_keys, precision)
+        info["heldout_loss_start"] = (mean_loss(torch, model, held, pad_id, args.batch_size, held_keys, precision)
+                                      if held else None)
         log(f"before training: train loss {info['loss_start']:.4f} on {len(eval_train)} examples"
             + (f", held-out loss {info['heldout_loss_start']:.4f} on {len(held)}" if held else ""))
     log(f"LoRA: {trainable / 1e6:.2f} M trainable parameters; steps {step} -> {args.steps}")
@@ -323,23 +422,27 @@ def train(args: argparse.Namespace) -> dict:
         lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
         for g in opt.param_groups:
             g["lr"] = lr
-        idx = batches(len(enc), args.batch_size, args.seed, step)
-        ids, labels, attn = collate(torch, [enc[i] for i in idx], pad_id)
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+        idx = scene_batches(keys, args.batch_size, args.seed, step)
+        batch = [enc[i] for i in idx]
+        with autocast(torch, precision):
+            total, count = loss_sum(torch, model, batch, pad_id)
+            loss = total / max(1, count)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
         step += 1
-        tokens_done += int(attn.sum())
+        tokens_done += sum(len(i) for i, _ in batch)
         el = time.perf_counter() - t_loop
         log(f"step {step}/{args.steps} loss {float(loss.detach()):.4f} lr {lr:.2g} ({tokens_done / max(el, 1e-9):.0f} tokens/s, "
             f"{time.perf_counter() - t_start:.0f} s)")
         if args.save_every and step % args.save_every == 0:
             save(step)
-    info["loss_end"] = mean_loss(torch, model, eval_train, pad_id, args.batch_size)
-    info["heldout_loss_end"] = mean_loss(torch, model, held, pad_id, args.batch_size) if held else None
-    info.update(steps=step, examples=len(enc), seed=args.seed, lr=args.lr, batch_size=args.batch_size, data=str(data))
+    info["loss_end"] = mean_loss(torch, model, eval_train, pad_id, args.batch_size, eval_keys, precision)
+    info["heldout_loss_end"] = (mean_loss(torch, model, held, pad_id, args.batch_size, held_keys, precision)
+                                if held else None)
+    info.update(steps=step, examples=len(enc), seed=args.seed, lr=args.lr, batch_size=args.batch_size, data=str(data),
+                precision=precision)
     save(step)
     log(f"stopped ({stopped}) at step {step}: train loss {info['loss_start']:.4f} -> {info['loss_end']:.4f}"
         + (f", held-out {info['heldout_loss_start']:.4f} -> {info['heldout_loss_end']:.4f}" if held else ""))
@@ -375,6 +478,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget-min", type=float, default=None, help="stop (checkpoint + export) after this many minutes")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--dtype", choices=("f32", "f16"), default="f16", help="tensor type of the adapter GGUF")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="compute precision (auto: bf16 autocast where the CPU has native bfloat16 matmul)")
     p.add_argument("--check-export", action="store_true",
                    help="after export, compare llama.cpp + adapter with the trained model on one prompt")
 
