@@ -215,6 +215,9 @@ def summarize(rows: list[dict], subset: set[int] | None = None) -> dict:
         "prompt_tokens_mean": float(np.mean([r["prompt_tokens"] for r in rows])) if rows else 0.0,
         "completion_tokens_mean": float(np.mean([r["completion_tokens"] for r in rows])) if rows else 0.0,
     }
+    absent = [r for r in rows if not r["want"]]  # nothing fits: the right answer is "nothing"
+    out["absent_answered_nothing"] = {"correct": sum(not r["got"] for r in absent), "total": len(absent),
+                                      "accuracy": sum(not r["got"] for r in absent) / len(absent) if absent else None}
     if subset is not None:
         sub = [r for k, r in enumerate(rows) if k in subset]
         out["llm_subset"] = {"correct": sum(r["ok"] for r in sub), "total": len(sub),
@@ -298,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         cats = " ".join(f"{c}={v['accuracy']:.0%}" for c, v in s["per_category"].items())
         sub = s.get("llm_subset")
         subtxt = f" llm-subset {sub['correct']}/{sub['total']}" if sub else ""
+        ab = s["absent_answered_nothing"]
+        subtxt += f" absent->nothing {ab['correct']}/{ab['total']}" if ab["total"] else ""
         print(f"{k}: {s['correct']}/{s['total']} = {s['accuracy']:.1%}{subtxt}\n   {cats}")
     if args.show_failures:
         for r in variants["program_llm_off"]:
