@@ -6,7 +6,9 @@
 2. Examples (:mod:`gear_edge.data_engine.deducer_data`): the direct deducer's chat prompt, rendered
    with the GGUF's chat template (system, the few-shot turns, scene lines + question) → the target
    JSON and the end-of-turn token; the loss is on the answer tokens only.
-3. LoRA (peft) on every attention / MLP projection, AdamW, a fixed seed; progress lines; a
+3. LoRA (peft) on every attention / MLP projection, AdamW, a fixed seed; each batch holds
+   questions on one scene, whose shared prompt runs once (``loss_sum``), in bf16 autocast where the
+   CPU has native bfloat16 (``--precision``); progress lines; a
    checkpoint (adapter + optimizer + step) every ``--save-every`` steps and at the end, from which a
    rerun with the same ``--out`` resumes; ``--time-budget-min`` stops cleanly (checkpoint, export).
 4. Export: the adapter as a llama.cpp LoRA GGUF (:mod:`train.lora_gguf`; q/k rows permuted as
