@@ -62,6 +62,7 @@ HELDOUT_PHRASINGS: Mapping[str, tuple[str, ...]] = {
     "text": ('the thing with "{np}" on it', 'which object reads "{np}"?', 'the item marked "{np}"'),
     "absent_text": ('which object reads "{np}"?', 'the thing with "{np}" on it', 'do you see anything marked "{np}"?'),
     "purpose": ("I am looking for {np}", "is there {np}?", "could you find me {np}"),
+    "count": ("what number of {np} can you see?", "tell me how many {np} there are", "{np}: how many?"),
 }
 
 PALETTE = {  # names the colour namer gives these RGB values (flat solids, little noise)
@@ -86,7 +87,7 @@ CAPTIONS = {
 # ---- scenes -----------------------------------------------------------------------------------
 
 def random_scene(seed: int, size: tuple[int, int] = (240, 320)) -> Scene:
-    """A random tabletop of 3-7 objects with exact masks, described exactly (attributes, relations,
+    """A random tabletop of 3-9 objects with exact masks, described exactly (attributes, relations,
     roles); some boxes carry a printed word (``Region.text``), some objects a caption."""
     from gear_edge import synthetic
     from gear_edge.describe.scene import describe_scene
@@ -96,7 +97,7 @@ def random_scene(seed: int, size: tuple[int, int] = (240, 320)) -> Scene:
     rng = np.random.default_rng(seed)
     h, w = size
     img = synthetic.SyntheticScene(synthetic.background(h, w))
-    n = int(rng.integers(3, 8))
+    n = int(rng.integers(3, 10))
     colours = list(PALETTE)
     kinds, texts, captions = [], [], []
     for k in range(n):

@@ -18,13 +18,20 @@ from typing import Iterable
 
 from gear_edge.scene_index import SceneIndex
 from gear_edge.types import Scene
-from gear_edge.vocabulary import COLOURS, SIZE_PHRASES, TEXTURES
+from gear_edge.vocabulary import COLOURS, SHAPE_NOUNS, SIZE_PHRASES, TEXTURES
 from gear_edge.vocabulary import SHAPE_WORDS as _SHAPE_ADJECTIVES
 
 # the words questions use, each a key of the vocabulary's tables (so the deducer reads them the same way)
 SIZE_WORDS = SIZE_PHRASES  # size word -> size classes it covers
 SHAPE_WORDS = {w: _SHAPE_ADJECTIVES[w] for w in ("elongated", "round", "square", "rectangular", "triangular",
                                                   "irregular")}
+# object nouns that name a shape (the vocabulary's SHAPE_NOUNS: "the red box" is a red rectangular or
+# square object); only nouns whose meaning is the shape alone (no caption-like object words)
+NOUN_WORDS = tuple(w for w in ("box", "block", "rectangle", "card", "square", "tile", "ball", "disc", "circle",
+                               "dot", "ring", "donut", "hoop", "loop", "stick", "bar", "rod", "strip", "triangle",
+                               "wedge") if w in SHAPE_NOUNS)
+PLURALS = {"box": "boxes"}
+HEADS = ("object", "thing", "one", "item")  # head nouns that say nothing of the shape
 BRIGHTNESS_WORDS = ("dark", "bright")
 TEXTURE_WORDS = TEXTURES
 # position word -> (position_h, position_v) constraint (None: any)
@@ -39,9 +46,14 @@ POSITION_PHRASES = {
     "top": ("at the top", (None, "top")),
     "bottom": ("at the bottom", (None, "bottom")),
 }
-KIND_ORDER = ("colour", "size", "shape", "holes", "brightness", "texture", "position")
-# kinds never combined in one description: "bright red" reads as a shade of red, not a bright object
-EXCLUSIVE = ({"brightness", "colour"},)
+KIND_ORDER = ("colour", "size", "shape", "noun", "holes", "brightness", "texture", "position")
+# kinds never combined in one description: "bright red" reads as a shade of red, not a bright object;
+# a shape noun already says the shape ("the round disc")
+EXCLUSIVE = ({"brightness", "colour"}, {"noun", "shape"}, {"noun", "holes"})
+
+
+def plural_of(noun: str) -> str:
+    return PLURALS.get(noun, noun + "s")
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class Description:
     """A conjunction of atoms; empty = any object."""
 
     atoms: tuple[Atom, ...] = ()
+    head: str = "object"  # the head noun when no shape noun is an atom (one of HEADS)
 
     def kinds(self) -> set[str]:
         return {a.kind for a in self.atoms}
@@ -63,10 +76,11 @@ class Description:
         return any(a.kind == kind for a in self.atoms)
 
     def words(self, plural: bool = False) -> str:
-        """The noun phrase without its article: "small red object with holes on the left"."""
+        """The noun phrase without its article: "small red object with holes on the left", "red box"."""
         by = {a.kind: a.word for a in self.atoms}
         pre = [by.get(k) for k in ("size", "brightness", "texture", "colour", "shape") if by.get(k)]
-        text = " ".join([*pre, "objects" if plural else "object"])
+        head = by.get("noun") or (self.head if pre or self.head != "one" else "object")
+        text = " ".join([*pre, plural_of(head) if plural else head])
         if "holes" in by:
             text += " with holes"
         if "position" in by:
@@ -80,8 +94,13 @@ class Description:
         """For rationales: "colour red, size small"."""
         return ", ".join(f"{a.kind} {a.word}" for a in self.atoms) or "any object"
 
+    def with_head(self, head: str) -> "Description":
+        return Description(self.atoms, head)
+
     def __add__(self, other: "Description") -> "Description":
-        return Description(tuple(sorted(set(self.atoms) | set(other.atoms), key=lambda a: (KIND_ORDER.index(a.kind), a.word))))
+        head = other.head if other.head != "object" else self.head
+        return Description(tuple(sorted(set(self.atoms) | set(other.atoms), key=lambda a: (KIND_ORDER.index(a.kind), a.word))),
+                           head)
 
 
 class SceneFacts(SceneIndex):
@@ -113,6 +132,8 @@ class SceneFacts(SceneIndex):
             return self.attr(i, "size") in SIZE_WORDS[w]
         if k == "shape":
             return any(s in SHAPE_WORDS[w] for s in (self.attr(i, "shape") or []))
+        if k == "noun":
+            return SHAPE_NOUNS[w].holds(self.attr(i, "shape") or [])
         if k == "holes":
             return "has holes" in (self.attr(i, "shape") or [])
         if k == "brightness":
@@ -150,6 +171,8 @@ class SceneFacts(SceneIndex):
         if "shape" in kinds:
             shapes = self.attr(i, "shape") or []
             out += [Atom("shape", w) for w, vals in SHAPE_WORDS.items() if any(s in vals for s in shapes)]
+        if "noun" in kinds:
+            out += [Atom("noun", w) for w in NOUN_WORDS if self.holds_atom(i, Atom("noun", w))]
         if "holes" in kinds and "has holes" in (self.attr(i, "shape") or []):
             out.append(Atom("holes", "holes"))
         if "brightness" in kinds and self.attr(i, "brightness_word") in BRIGHTNESS_WORDS:

@@ -20,7 +20,7 @@ from itertools import combinations
 from typing import Callable, Iterable
 
 from gear_edge.data_engine.base import Candidate, normalise_question
-from gear_edge.data_engine.facts import COLOURS, Atom, Description, SceneFacts
+from gear_edge.data_engine.facts import COLOURS, HEADS, Atom, Description, SceneFacts, plural_of
 from gear_edge.data_engine.taxonomy import (
     ABSENT, AFFORDANCE, ATTRIBUTE, CLASSES, COMPARISON, IDENTITY, MULTI_TARGET, PART_WHOLE, SPATIAL,
 )
@@ -29,8 +29,8 @@ from gear_edge.types import Scene
 from gear_edge.vocabulary import AFFORDANCE_PHRASES, caption_affordance
 
 WRITER = "template"
-OBJECT_KINDS = ("colour", "size", "shape", "holes", "brightness", "texture")
-REF_KINDS = ("colour", "size", "shape", "holes")  # references: words everyone reads the same way
+OBJECT_KINDS = ("colour", "size", "shape", "noun", "holes", "brightness", "texture")
+REF_KINDS = ("colour", "size", "shape", "noun", "holes")  # references: words everyone reads the same way
 GRASPABLE_SIZES = ("tiny", "small")  # < 3 % of the image: one hand can hold it
 
 PHRASINGS = {
@@ -43,14 +43,16 @@ PHRASINGS = {
     "absent_text": ('the object that says "{np}"', 'the object with the text "{np}"', 'is there anything labelled "{np}"?'),
     # {np} is a purpose ("something to drink from")
     "purpose": ("{np}", "find {np}", "I need {np}"),
+    # {np} is a plural noun phrase ("red discs")
+    "count": ("how many {np} are there?", "count the {np}", "how many {np} do you see?"),
 }
 PHRASING_KINDS = tuple(PHRASINGS)
 RELATION_WORDS = {
     "left_of": ("to the left of", "left of"),
     "right_of": ("to the right of", "right of"),
-    "above": ("above",),
-    "below": ("below",),
-    "on_top_of": ("on top of",),
+    "above": ("above", "over"),
+    "below": ("below", "under", "beneath"),
+    "on_top_of": ("on top of", "on", "resting on"),
     "touching": ("touching",),
 }
 ABSENT_RELATIONS = ("left_of", "right_of", "above", "below", "inside")
@@ -58,6 +60,14 @@ SUPERLATIVES = {  # word -> (key, descending)
     "largest": ("area", True), "smallest": ("area", False), "leftmost": ("x", False), "rightmost": ("x", True),
     "topmost": ("y", False), "lowest": ("y", True), "brightest": ("brightness", True), "darkest": ("brightness", False),
 }
+ORDINAL_SIDES = {"left": ("x", False), "right": ("x", True), "top": ("y", False), "bottom": ("y", True)}
+ORDINAL_WORDS = {1: ("first", "1st"), 2: ("second", "2nd"), 3: ("third", "3rd"), 4: ("fourth", "4th")}
+PAIR_COMPARATIVES = {"bigger": ("area", True), "larger": ("area", True), "smaller": ("area", False),
+                     "left": ("x", False), "right": ("x", True)}
+EXCEPT_WORDS = ("except", "apart from", "but not", "other than")
+EDGE_KEYS = {"left": "x0", "right": "x1", "top": "y0", "bottom": "y1"}  # distance to that image side
+EDGE_PHRASES = ("closest to", "nearest", "nearest to")
+EDGE_NAMES = ("the {edge} edge", "the {edge} of the image", "the {edge} side")
 AREA_MARGIN = 1.25  # the largest must be this much larger than the runner-up
 POS_MARGIN = 0.03  # leftmost etc.: centroids at least this fraction of the image apart
 BRIGHT_MARGIN = 0.05
@@ -112,6 +122,10 @@ class _Ctx:
 
     def phrase(self, kind: str, np: str, a_np: str | None = None) -> str:
         return _phrase(self.rng, kind, np, a_np, self.phrasings)
+
+    def h(self, d: Description) -> Description:
+        """``d`` with a head noun drawn from :data:`HEADS` ("the red object / thing / one / item")."""
+        return d.with_head(self.rng.choices(HEADS, weights=(4, 3, 3, 1))[0])
 
     def explain(self, d: Description, pool: Iterable[int] | None = None) -> list[str]:
         """Rationale steps: the regions left after each atom of ``d``."""
@@ -171,7 +185,7 @@ def gen_attribute(ctx: _Ctx) -> list[Candidate]:
         if not ds:
             continue
         d = ctx.rng.choice(ds)
-        q = ctx.phrase("find", d.text())
+        q = ctx.phrase("find", ctx.h(d).text())
         out.append(_cand(ATTRIBUTE, f"attribute.{'+'.join(sorted(d.kinds()))}", q, [i], ctx.explain(d)))
     return out
 
@@ -184,7 +198,7 @@ def gen_spatial(ctx: _Ctx) -> list[Candidate]:
             for base in [Description()] + [Description((a,)) for a in f.atoms_of(i, ("colour", "size", "shape"))]:
                 d = base + Description((pos,))
                 if f.matching(d) == [i] and f.matching(base) != [i]:
-                    out.append(_cand(SPATIAL, f"spatial.position.{pos.word}", ctx.phrase("find", d.text()), [i],
+                    out.append(_cand(SPATIAL, f"spatial.position.{pos.word}", ctx.phrase("find", ctx.h(d).text()), [i],
                                      ctx.explain(d)))
                     break
     # relation to a reference object
@@ -203,7 +217,7 @@ def gen_spatial(ctx: _Ctx) -> list[Candidate]:
                 d1 = ctx.narrowing(c, held, kinds=REF_KINDS)
                 if d1 is None or f.matching(d1) == [c]:
                     continue  # not expressible, or the relation is not needed to find it
-                q = ctx.phrase("find", f"{d1.text()} {rng.choice(words)} {dr.text()}")
+                q = ctx.phrase("find", f"{ctx.h(d1).text()} {rng.choice(words)} {ctx.h(dr).text()}")
                 steps = [f"reference {dr.describe()}: R{r}", f"{rel.replace('_', ' ')} R{r}: {_ids(held)}"]
                 steps += ctx.explain(d1, held)
                 rel_out.append(_cand(SPATIAL, f"spatial.relation.{rel}", q, [c], steps))
@@ -221,14 +235,14 @@ def gen_part_whole(ctx: _Ctx) -> list[Candidate]:
             continue
         steps = [f"whole {dw.describe()}: R{w}", f"inside R{w}: {_ids(parts)}"]
         if len(parts) == 1:
-            out.append(_cand(PART_WHOLE, "part.inside.one", ctx.phrase("find", f"the object inside {dw.text()}"), parts, steps))
+            out.append(_cand(PART_WHOLE, "part.inside.one", ctx.phrase("find", f"the object inside {ctx.h(dw).text()}"), parts, steps))
         elif len(parts) <= ctx.max_targets:
-            out.append(_cand(PART_WHOLE, "part.inside.all", ctx.phrase("find_all", f"all the objects inside {dw.text()}"),
+            out.append(_cand(PART_WHOLE, "part.inside.all", ctx.phrase("find_all", f"all the objects inside {ctx.h(dw).text()}"),
                              parts, steps))
             for p in rng.sample(parts, min(2, len(parts))):
                 d1 = ctx.narrowing(p, parts, kinds=REF_KINDS, allow_empty=False)
                 if d1 is not None and f.matching(d1) != [p]:
-                    out.append(_cand(PART_WHOLE, "part.inside.which", ctx.phrase("find", f"{d1.text()} inside {dw.text()}"),
+                    out.append(_cand(PART_WHOLE, "part.inside.which", ctx.phrase("find", f"{ctx.h(d1).text()} inside {ctx.h(dw).text()}"),
                                      [p], steps + ctx.explain(d1, parts)))
     for p in f.ids:
         wholes = f.related("contains", [p])
@@ -238,10 +252,10 @@ def gen_part_whole(ctx: _Ctx) -> list[Candidate]:
         steps = [f"part {dp.describe()}: R{p}", f"contains R{p}: {_ids(wholes)}"]
         d1 = ctx.narrowing(wholes[0], wholes, kinds=REF_KINDS) if len(wholes) > 1 else Description()
         if len(wholes) == 1:
-            out.append(_cand(PART_WHOLE, "part.whole", ctx.phrase("find", f"the object containing {dp.text()}"), wholes, steps))
+            out.append(_cand(PART_WHOLE, "part.whole", ctx.phrase("find", f"the object containing {ctx.h(dp).text()}"), wholes, steps))
         elif d1 is not None:
             # nested containers: name the outer one
-            out.append(_cand(PART_WHOLE, "part.whole.which", ctx.phrase("find", f"{d1.text()} containing {dp.text()}"),
+            out.append(_cand(PART_WHOLE, "part.whole.which", ctx.phrase("find", f"{ctx.h(d1).text()} containing {ctx.h(dp).text()}"),
                              [wholes[0]], steps + ctx.explain(d1, wholes)))
     return out
 
@@ -258,14 +272,43 @@ def gen_multi(ctx: _Ctx) -> list[Candidate]:
         if 2 <= len(s) <= ctx.max_targets and s not in seen:
             seen.add(s)
             d = Description((a,))
-            np = f"every {d.words()}" if rng.random() < 0.3 else f"all the {d.words(plural=True)}"
+            np = f"every {ctx.h(d).words()}" if rng.random() < 0.3 else f"all the {ctx.h(d).words(plural=True)}"
             out.append(_cand(MULTI_TARGET, f"multi.all.{a.kind}", ctx.phrase("find_all", np), s, ctx.explain(d)))
+    # exceptions: a group minus a named part of it ("all the boxes except the red one")
+    for a in atoms:
+        if a.kind not in ("noun", "shape") and not (a.kind == "colour" and rng.random() < 0.3):
+            continue
+        group = f.matching(Description((a,)))
+        if len(group) < 3:
+            continue
+        for b in sorted({b for i in group for b in f.atoms_of(i, ("colour", "size"))}, key=lambda b: (b.kind, b.word)):
+            if b.kind == a.kind:
+                continue
+            cut = f.matching(Description((b,)), group)
+            keep = [i for i in group if i not in cut]
+            if not cut or not (1 <= len(keep) <= ctx.max_targets):
+                continue
+            d = ctx.h(Description((a,)))
+            part = f"the {b.word} one" + ("s" if len(cut) > 1 else "")
+            np = rng.choice((f"all the {d.words(plural=True)} {rng.choice(EXCEPT_WORDS)} {part}",
+                             f"every {d.words()} {rng.choice(EXCEPT_WORDS)} {part}",
+                             f"the {d.words(plural=True)} that are not {b.word}"))
+            out.append(_cand(MULTI_TARGET, "multi.except", ctx.phrase("find_all", np), keep,
+                             ctx.explain(Description((a,))) + [f"except {b.kind} {b.word}: {_ids(cut)}",
+                                                                f"left: {_ids(keep)}"]))
+    # counting: "how many red discs are there?" (the answer is the regions counted)
+    for a in atoms:
+        d = ctx.h(Description((a,)))
+        s_ = f.matching(d)
+        if 2 <= len(s_) <= ctx.max_targets and a.kind != "position":
+            out.append(_cand(MULTI_TARGET, "multi.count", ctx.phrase("count", d.words(plural=True)), s_,
+                             ctx.explain(d) + [f"count: {len(s_)}"]))
     # two named objects
     named = [(i, ds[0]) for i in f.ids if (ds := f.unique_descriptions(i, REF_KINDS, ctx.max_atoms))]
     pairs = list(combinations(named, 2))
     rng.shuffle(pairs)
     for (i, di), (j, dj) in pairs[: MAX_PER_GENERATOR // 4]:
-        q = ctx.phrase("find_all", f"{di.text()} and {dj.text()}")
+        q = ctx.phrase("find_all", f"{ctx.h(di).text()} and {ctx.h(dj).text()}")
         out.append(_cand(MULTI_TARGET, "multi.pair", q, [i, j],
                          [f"{di.describe()}: R{i}", f"{dj.describe()}: R{j}", f"union: {_ids(sorted((i, j)))}"]))
     return out
@@ -279,6 +322,14 @@ def _key(f: SceneFacts, key: str) -> Callable[[int], float]:
     if key == "y":
         return lambda i: f.centroid(i)[1]
     return lambda i: float(f.attr(i, "brightness", 0.0) or 0.0)
+
+
+def _edge_key(f: SceneFacts, key: str) -> Callable[[int], float]:
+    """Distance (px) of a region's bounding box to one image side."""
+    def k(i: int) -> float:
+        x0, y0, bw, bh = f.regions[i].bbox
+        return {"x0": x0, "y0": y0, "x1": f.w - (x0 + bw), "y1": f.h - (y0 + bh)}[key]
+    return k
 
 
 def _clear_winner(f: SceneFacts, key: str, ranked: list[int], rank: int = 1) -> bool:
@@ -302,8 +353,12 @@ def _clear_winner(f: SceneFacts, key: str, ranked: list[int], rank: int = 1) -> 
 
 def gen_comparison(ctx: _Ctx) -> list[Candidate]:
     f, rng, out = ctx.facts, ctx.rng, []
-    pools = [Description()] + [Description((a,)) for a in sorted(
-        {a for i in f.ids for a in f.atoms_of(i, ("colour", "shape"))}, key=lambda a: (a.kind, a.word))]
+    singles = sorted({a for i in f.ids for a in f.atoms_of(i, ("colour", "shape", "noun"))}, key=lambda a: (a.kind, a.word))
+    pools = [Description()] + [Description((a,)) for a in singles]
+    # "the second red disc from the left": colour + shape noun groups too
+    pairs = [Description((a,)) + Description((b,)) for a in singles if a.kind == "colour" for b in singles
+             if b.kind == "noun"]
+    pairs = [d for d in pairs if len(f.matching(d)) >= 2]
     for d in pools:
         pool = f.matching(d)
         if len(pool) < 2:
@@ -312,13 +367,58 @@ def gen_comparison(ctx: _Ctx) -> list[Candidate]:
             k = _key(f, key)
             ranked = sorted(pool, key=lambda i: (-k(i) if desc else k(i), i))
             if _clear_winner(f, key, ranked):
-                q = ctx.phrase("find", f"the {word} {d.words()}")
+                q = ctx.phrase("find", f"the {word} {ctx.h(d).words()}")
                 out.append(_cand(COMPARISON, f"compare.superlative.{word}", q, [ranked[0]],
                                  ctx.explain(d) + [f"{word} of {_ids(pool)}: R{ranked[0]}"]))
             if key == "area" and len(pool) >= 3 and _clear_winner(f, key, ranked, 2):
-                q = ctx.phrase("find", f"the second {word} {d.words()}")
+                q = ctx.phrase("find", f"the second {word} {ctx.h(d).words()}")
                 out.append(_cand(COMPARISON, f"compare.second.{word}", q, [ranked[1]],
                                  ctx.explain(d) + [f"{word} of {_ids(pool)}, second: R{ranked[1]}"]))
+    # ordinals along an axis ("the second red one from the left"), each neighbour clear of the next
+    for d in pools + pairs:
+        pool = f.matching(d)
+        if len(pool) < 2:
+            continue
+        for side, (key, desc) in ORDINAL_SIDES.items():
+            k = _key(f, key)
+            ranked = sorted(pool, key=lambda i: (-k(i) if desc else k(i), i))
+            for rank in range(1, min(len(ranked), 4) + 1):
+                if rank == 1 and len(ranked) < 3:
+                    continue  # "the first from the left" of two is a superlative: asked above
+                if not _clear_winner(f, key, ranked, rank):
+                    continue
+                word = rng.choice(ORDINAL_WORDS[rank])
+                q = ctx.phrase("find", f"the {word} {ctx.h(d).words()} from the {side}")
+                out.append(_cand(COMPARISON, "compare.ordinal", q, [ranked[rank - 1]],
+                                 ctx.explain(d) + [f"from the {side}: {_ids(ranked)}", f"number {rank}: R{ranked[rank - 1]}"]))
+    # two of a kind: "the bigger of the two discs", "the smaller red one"
+    for d in pools[1:]:
+        pool = f.matching(d)
+        if len(pool) != 2:
+            continue
+        for word, (key, desc) in PAIR_COMPARATIVES.items():
+            k = _key(f, key)
+            ranked = sorted(pool, key=lambda i: (-k(i) if desc else k(i), i))
+            if not _clear_winner(f, key, ranked):
+                continue
+            dh = ctx.h(d)
+            np = rng.choice((f"the {word} {dh.words()}", f"the {word} of the two {dh.words(plural=True)}",
+                             f"the {word} of the {dh.words(plural=True)}"))
+            out.append(_cand(COMPARISON, "compare.pair", ctx.phrase("find", np), [ranked[0]],
+                             ctx.explain(d) + [f"{word} of {_ids(pool)}: R{ranked[0]}"]))
+    # closest to an image edge (bounding box side; a clear margin to the runner-up)
+    for d in pools:
+        pool = f.matching(d)
+        if len(pool) < 2:
+            continue
+        for edge, key in EDGE_KEYS.items():
+            k = _edge_key(f, key)
+            ranked = sorted(pool, key=lambda i: (k(i), i))
+            if abs(k(ranked[0]) - k(ranked[1])) < POS_MARGIN * (f.w if edge in ("left", "right") else f.h):
+                continue
+            np = f"the {ctx.h(d).words()} {rng.choice(EDGE_PHRASES)} {rng.choice(EDGE_NAMES).format(edge=edge)}"
+            out.append(_cand(COMPARISON, "compare.edge", ctx.phrase("find", np), [ranked[0]],
+                             ctx.explain(d) + [f"closest to the {edge} edge of {_ids(pool)}: R{ranked[0]}"]))
     # comparatives against a named reference
     refs = list(f.ids)
     rng.shuffle(refs)
@@ -333,9 +433,9 @@ def gen_comparison(ctx: _Ctx) -> list[Candidate]:
             held = f.related(rel, [r])
             if 1 <= len(held) <= ctx.max_targets:
                 if len(held) == 1:
-                    np = f"the object {word} than {dr.text()}"
+                    np = f"the object {word} than {ctx.h(dr).text()}"
                 else:
-                    np = f"all the objects {word} than {dr.text()}"
+                    np = f"all the objects {word} than {ctx.h(dr).text()}"
                 out.append(_cand(COMPARISON, f"compare.{rel}", ctx.phrase("find" if len(held) == 1 else "find_all", np),
                                  held, [f"reference {dr.describe()}: R{r} ({int(ar)} px)",
                                         f"{word} than R{r}: {_ids(held)}"]))
@@ -352,7 +452,7 @@ def gen_affordance(ctx: _Ctx) -> list[Candidate]:
             continue
         d = rng.choice(ds)
         frac = float(f.attr(i, "area_frac", 0.0) or 0.0)
-        out.append(_cand(AFFORDANCE, "afford.grasp", ctx.phrase("grasp", d.text()), [i],
+        out.append(_cand(AFFORDANCE, "afford.grasp", ctx.phrase("grasp", ctx.h(d).text()), [i],
                          [f"R{i} is {f.attr(i, 'size')} ({frac:.1%} of the image): graspable"] + ctx.explain(d)))
     # purposes, from the caption nouns the vocabulary says afford them (vocabulary.AFFORDANCE_NOUNS);
     # asked only where exactly one region affords it
@@ -377,7 +477,7 @@ def gen_absent(ctx: _Ctx) -> list[Candidate]:
         if c in present:
             continue
         d = Description((Atom("colour", c),))
-        out.append(_cand(ABSENT, "absent.colour", ctx.phrase("absent", d.text(), d.text(_article(c))), [],
+        out.append(_cand(ABSENT, "absent.colour", ctx.phrase("absent", ctx.h(d).text(), ctx.h(d).text(_article(c))), [],
                          [f"no region has any {c}"]))
     # a relation nothing satisfies: colour (exact) + relation to a named reference
     refs = list(f.ids)
@@ -395,13 +495,37 @@ def gen_absent(ctx: _Ctx) -> list[Candidate]:
                 s = [i for i in f.matching(d1) if i != r]
                 if s and not held.intersection(s):
                     words = "inside" if rel == "inside" else rng.choice(RELATION_WORDS[rel])
-                    q = ctx.phrase("absent", f"{d1.text()} {words} {dr.text()}", f"{d1.text(_article(c))} {words} {dr.text()}")
+                    q = ctx.phrase("absent", f"{ctx.h(d1).text()} {words} {ctx.h(dr).text()}", f"{ctx.h(d1).text(_article(c))} {words} {ctx.h(dr).text()}")
                     rel_out.append(_cand(ABSENT, f"absent.relation.{rel}", q, [],
                                          [f"reference {dr.describe()}: R{r}", f"colour {c}: {_ids(s)}",
                                           f"none of them is {rel.replace('_', ' ')} R{r}"]))
                     break
         if len(rel_out) >= MAX_PER_GENERATOR:
             break
+    # near misses: two words each true of some region, never of one together ("the green disc")
+    combos = []
+    present_atoms = sorted({a for i in f.ids for a in f.atoms_of(i, ("colour", "noun", "shape", "size"))},
+                           key=lambda a: (a.kind, a.word))
+    for a, b in combinations(present_atoms, 2):
+        if a.kind == b.kind or {a.kind, b.kind} in ({"noun", "shape"},):
+            continue
+        d = ctx.h(Description((a,)) + Description((b,)))
+        if not f.matching(d):
+            combos.append(_cand(ABSENT, "absent.combo", ctx.phrase("absent", d.text(), d.text(_article(d.words()))), [],
+                                [f"{a.kind} {a.word}: {_ids(f.matching(Description((a,))))}",
+                                 f"{b.kind} {b.word}: {_ids(f.matching(Description((b,))))}", "none is both"]))
+    rng.shuffle(combos)
+    out += combos[:MAX_PER_GENERATOR // 4]
+    # an ordinal past the end: "the third red one" with two red ones
+    for a in present_atoms:
+        if a.kind not in ("colour", "noun"):
+            continue
+        n = len(f.matching(Description((a,))))
+        if 1 <= n <= 3:
+            d = ctx.h(Description((a,)))
+            word = rng.choice(ORDINAL_WORDS[n + 1])
+            out.append(_cand(ABSENT, "absent.ordinal", ctx.phrase("absent", f"the {word} {d.words()}"), [],
+                             ctx.explain(Description((a,))) + [f"only {n}: no number {n + 1}"]))
     texts = [_norm_text(" ".join(f.texts(i)) + " " + (f.caption(i) or "")) for i in f.ids]
     for word in ABSENT_TEXTS:
         w = _norm_text(word)
