@@ -69,9 +69,14 @@ class Manifest:
         return cls.load(MODELS_DIR / f"{name}.toml")
 
     def locate(self) -> Path:
-        """Where the file is installed (inside ``package``), or raises saying how to install it."""
+        """Where the file is: inside the installed ``package``, or (a manifest naming no package) next
+        to the manifest itself (a small model shipped in ``models/``); raises saying how to get it."""
         if not self.package:
-            raise InputError(f"{self.name}: the manifest names no package; pass the model path explicitly")
+            if self.path is not None and (self.path.parent / self.file).is_file():
+                return self.path.parent / self.file
+            where = f" next to {self.path}" if self.path is not None else ""
+            raise InputError(f"{self.name}: the manifest names no package and {self.file} is not{where} "
+                             f"({self.source}); pass the model path explicitly")
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
             raise InputError(f"{self.name}: package {self.package!r} is not installed ({self.source})")

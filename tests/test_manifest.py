@@ -57,6 +57,12 @@ def test_locate_inside_a_package(tmp_path):
     m, _ = manifest_for(tmp_path, b"x", package="no_such_package_xyz")
     with pytest.raises(InputError, match="not installed"):
         m.locate()
-    m, _ = manifest_for(tmp_path, b"x")
-    with pytest.raises(InputError, match="names no package"):
+
+
+def test_locate_next_to_the_manifest_without_a_package(tmp_path):
+    """A small model shipped in models/ (no package): the file beside its manifest, verified as usual."""
+    m, f = manifest_for(tmp_path, b"x")
+    assert m.locate() == f and m.verify(m.locate()) == f
+    f.unlink()
+    with pytest.raises(InputError, match=r"names no package and model\.bin is not next to .*m\.toml"):
         m.locate()
