@@ -15,7 +15,7 @@ import gear_edge.masks as gm
 from gear_edge.describe.colours import COLOUR_NAMES, colour_histogram
 from gear_edge.describe.geometry import PREDICATES, describe_regions
 from gear_edge.describe.scene import describe_scene
-from gear_edge.describe.scene_text import scene_lines, scene_text
+from gear_edge.describe.scene_text import index_lines, scene_lines, scene_text
 from gear_edge.errors import InputError
 from gear_edge.types import Region
 
@@ -244,9 +244,13 @@ def test_describe_scene_and_scene_text():
     assert "caption \"a cardboard 'box' with tape\"" in lines[1]
     assert 'text "FRAGILE"' in lines[1] and f"on top of R{table}" in lines[1]
     # capped: only the largest region listed, the rest counted
-    capped = scene_lines(scene, max_regions=1)
+    capped = scene_lines(scene, max_regions=1, index=False)
     assert len(capped) == 2 and capped[1] == "(1 smaller regions not listed)"
     assert capped[0].startswith(f"R{table}:") and f"R{box}" not in capped[0]
+    # the index after the region lines names only the shown regions
+    assert scene_lines(scene, max_regions=1)[:2] == capped
+    assert all(f"R{box}" not in line for line in scene_lines(scene, max_regions=1))
+    assert scene_lines(scene)[:2] == scene_lines(scene, index=False)
     # Regions passed in keep their ids and scores
     regions = [Region(id=7, rle=scene.regions[0].rle, bbox=scene.regions[0].bbox, area=scene.regions[0].area, score=0.9)]
     scene2 = describe_scene(s.image, regions)
@@ -254,6 +258,35 @@ def test_describe_scene_and_scene_text():
     assert scene_text(scene2).startswith("R7: ")
     # deterministic and JSON round trip
     assert scene_text(scene) == scene_text(type(scene).from_json(scene.to_json()))
+
+
+def test_scene_index_puts_each_fact_before_the_ids_that_have_it():
+    s = Scene()
+    big = s.paste(rect(380, 60, 600, 300), COLOURS["blue"])
+    left = s.paste(rect(20, 100, 120, 160), COLOURS["red"])
+    low = s.paste(rect(200, 380, 300, 460), COLOURS["red"])
+    scene = describe_scene(s.image, np.stack(s.masks))
+    for r in scene.regions:
+        r.role = "object"
+    lines = scene_lines(scene)
+    index = lines[len(scene.regions):]
+    assert index == index_lines(scene.regions)
+    colours = index[0]
+    assert colours == f"colour blue: R{big}; colour red: R{left}, R{low}"
+    by = {line.split(":")[0]: line.split(": ", 1)[1] for line in index if line.startswith("objects")}
+    assert by["objects largest to smallest"] == f"R{big}, R{low}, R{left}"
+    assert by["objects left to right"] == f"R{left}, R{low}, R{big}"
+    assert by["objects top to bottom"] == f"R{left}, R{big}, R{low}"  # centroid y 130, 180, 420
+    # every fact of the index is a word of that region's own line
+    for line in index[:3]:
+        for group in line.split("; "):
+            label_value, ids = group.split(": ")
+            value = label_value.split(" ", 1)[1].replace("with holes", "holes")
+            for rid in ids.split(", "):
+                assert value in lines[int(rid[1:])], (value, rid)
+    # one object: no orders; no regions: no index
+    assert not any(line.startswith("objects") for line in index_lines(scene.regions[:1]))
+    assert index_lines([]) == []
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")

@@ -11,9 +11,25 @@ height appear when the scene was perceived with depth (``Region.geometry_3d``).
 
 Regions are capped (``max_regions``, the largest / best-scoring first) and the number dropped is
 stated in a final line, so the prompt length is bounded by ``max_regions * max_line_chars``.
+
+After the region lines comes an index of the same facts the other way round (:func:`index_lines`)::
+
+    colour red: R3; colour blue: R4
+    shape elongated: R3; shape round: R4; shape with holes: R2
+    position bottom-left: R3; position centre: R4
+    objects largest to smallest: R4, R3
+    objects left to right: R3, R4
+    objects top to bottom: R4, R3
+
+A region line puts the id *before* its attributes; a small LLM asked for "the blue one" finds
+"blue" far more reliably when the id follows it, and reads orders ("the second from the left",
+"the biggest") off one line instead of comparing numbers it is never shown. Nothing in the index
+is new: it is the region lines' words and the mask centroids / areas, for the shown regions only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from gear_edge.errors import InputError
 from gear_edge.types import Region, Scene
@@ -94,14 +110,56 @@ def select_regions(scene: Scene, max_regions: int) -> list[Region]:
     return sorted(ranked, key=lambda r: r.id)
 
 
-def scene_lines(scene: Scene, max_regions: int = 40) -> list[str]:
-    """One line per shown region (id order), plus a final line stating how many were left out."""
+def _ids(regions: Sequence[Region]) -> str:
+    return ", ".join(f"R{r.id}" for r in regions)
+
+
+def _grouped(label: str, pairs: Sequence[tuple[str, Region]]) -> str | None:
+    """'label v1: R1, R4; label v2: R2' with values in order of first appearance (pairs in id order)."""
+    groups: dict[str, list[Region]] = {}
+    for value, r in pairs:
+        if value and value != "none":
+            groups.setdefault(value, []).append(r)
+    return "; ".join(f"{label} {v}: {_ids(rs)}" for v, rs in groups.items()) or None
+
+
+def index_lines(shown: Sequence[Region]) -> list[str]:
+    """The shown regions' colours, shapes and positions each followed by the ids that have them, and
+    the objects ordered by area (largest first, ties by id) and by mask centroid along the image's x
+    (left to right) and y (top to bottom) axes. Empty for no regions; order lines need 2+ objects."""
+    shown = sorted(shown, key=lambda r: r.id)
+    objects = [r for r in shown if r.role == "object"]
+    shapes: list[tuple[str, Region]] = []
+    for r in objects:
+        words = list(r.attributes.get("shape", []))
+        main = [w for w in words if w != "has holes"][:1]
+        shapes += [(w, r) for w in main] + ([("with holes", r)] if "has holes" in words else [])
+    lines = [
+        _grouped("colour", [(r.attributes.get("colour", ""), r) for r in shown]),
+        _grouped("shape", sorted(shapes, key=lambda p: p[0] == "with holes")),
+        _grouped("position", [(r.attributes.get("position", ""), r) for r in shown]),
+    ]
+    if len(objects) >= 2:
+        def centroid(r: Region, axis: int) -> float:
+            c = r.attributes.get("centroid")
+            return float(c[axis]) if c else float(r.bbox[axis]) + float(r.bbox[axis + 2]) / 2
+        lines.append("objects largest to smallest: " + _ids(sorted(objects, key=lambda r: (-r.area, r.id))))
+        lines.append("objects left to right: " + _ids(sorted(objects, key=lambda r: (centroid(r, 0), r.id))))
+        lines.append("objects top to bottom: " + _ids(sorted(objects, key=lambda r: (centroid(r, 1), r.id))))
+    return [line for line in lines if line]
+
+
+def scene_lines(scene: Scene, max_regions: int = 40, index: bool = True) -> list[str]:
+    """One line per shown region (id order), a line stating how many were left out, then (``index``)
+    the :func:`index_lines` of the shown regions."""
     shown = select_regions(scene, max_regions)
     ids = {r.id for r in shown}
     lines = [region_line(scene, r, ids) for r in shown]
     dropped = len(scene.regions) - len(shown)
     if dropped:
         lines.append(f"({dropped} smaller regions not listed)")
+    if index:
+        lines += index_lines(shown)
     return lines
 
 
