@@ -275,7 +275,20 @@ class Assembly:
 
     def _user_adapter(self) -> tuple[Path | None, dict[str, Any]]:
         """``deduce.adapter`` (a LoRA GGUF) checked before use like ``deduce.model``: its
-        ``deduce.adapter_sha256``, the manifest next to it, or ``runtime.allow_unverified_models``."""
+        ``deduce.adapter_sha256``, the manifest next to it, or ``runtime.allow_unverified_models``.
+
+        ``"auto"``: the shipped direct-mode adapter (:data:`gear_edge.deduce.llm.DIRECT_ADAPTER`, verified
+        by its manifest) when ``deduce.mode = "direct"`` on the default model; none otherwise (it was
+        trained on the direct prompt of the default SmolLM2-135M only)."""
+        cfg = self.config
+        if str(cfg.get("deduce", "adapter")).strip() == "auto":
+            if cfg.get("deduce", "mode") != "direct" or cfg.path("deduce", "model") is not None:
+                return None, {}
+            from gear_edge.deduce.llm import DIRECT_ADAPTER
+            from gear_edge.manifest import Manifest
+
+            m = Manifest.named(DIRECT_ADAPTER)
+            return m.verify(m.locate()), {"manifest": m}
         return self._user_file("adapter", "LoRA adapter file", "for the base model alone")
 
     def _user_file(self, key: str, what: str, empty_means: str) -> tuple[Path | None, dict[str, Any]]:

@@ -173,8 +173,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "model": Key(str, "", doc="path of a GGUF; empty = the SmolLM2-135M manifest"),
         "model_sha256": Key(str, "", sha256=True, doc="expected sha256 of deduce.model (required for a user GGUF "
                                                       "unless runtime.allow_unverified_models)"),
-        "adapter": Key(str, "", doc="path of a LoRA adapter GGUF for deduce.model (llama.cpp format, "
-                                    "gear-edge train-deducer); empty = none"),
+        "adapter": Key(str, "auto", doc="path of a LoRA adapter GGUF for deduce.model (llama.cpp format, "
+                                        "gear-edge train-deducer); auto = the shipped models/deducer-lora "
+                                        "adapter in direct mode on the default model, none otherwise; "
+                                        "empty = none"),
         "adapter_sha256": Key(str, "", sha256=True, doc="expected sha256 of deduce.adapter (else the manifest next "
                                                         "to it; required unless runtime.allow_unverified_models)"),
         "adapter_scale": Key(float, 1.0, -100.0, 100.0, doc="LoRA scale llama.cpp applies the adapter with"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gear_edge.config import Config
+from gear_edge.deduce.llm import DIRECT_ADAPTER  # llama_cpp is imported only when a model loads
 from gear_edge.errors import InputError
 from gear_edge.manifest import Manifest, sha256_file
 
@@ -71,6 +72,12 @@ def model_inventory(config: Config) -> list[dict[str, Any]]:
         out += [_file_entry("captioner", f) for f in sorted(cap.iterdir()) if f.is_file()]
     model = config.path("deduce", "model")
     out.append(_manifest_entry("deducer.llm", LLM_MANIFEST) if model is None else _file_entry("deducer.llm", model))
+    adapter = str(config.get("deduce", "adapter", "") or "").strip()
+    if adapter == "auto":  # the shipped adapter, in direct mode on the default model only (assemble)
+        if config.get("deduce", "mode", "program") == "direct" and model is None:
+            out.append(_manifest_entry("deducer.adapter", DIRECT_ADAPTER))
+    elif adapter:
+        out.append(_file_entry("deducer.adapter", config.path("deduce", "adapter")))
     if config.get("deduce", "mode", "program") == "program":
         out += [_manifest_entry("deducer.embedder", n) for n in EMBED_MANIFESTS]
     return out

@@ -148,3 +148,74 @@ def test_config_wires_the_adapter_and_the_chain_names_it(adapters, tmp_path):
         Assembly(load_config("default", {"deduce.adapter": str(tmp_path / "nope.gguf")})).get("deducer")
     with pytest.raises(InputError, match=r"deduce.adapter = .*zero\.gguf cannot be verified"):
         Assembly(load_config("default", {"deduce.mode": "direct", "deduce.adapter": str(z)})).get("deducer")
+
+
+@needs_llm
+def test_auto_adapter_is_the_shipped_one_in_direct_mode_on_the_default_model(tmp_path):
+    """deduce.adapter = "auto" (the default): models/deducer-lora.gguf, verified by its manifest, in
+    direct mode on the default GGUF; no adapter in program mode or on a user's GGUF (it was trained on
+    the default model's direct prompt only)."""
+    from gear_edge.assemble import Assembly
+    from gear_edge.config import load_config
+    from gear_edge.deduce.llm import DIRECT_ADAPTER
+    from gear_edge.manifest import MODELS_DIR, Manifest, sha256_file
+
+    m = Manifest.named(DIRECT_ADAPTER)
+    assert m.locate() == MODELS_DIR / "deducer-lora.gguf" and sha256_file(m.locate()) == m.sha256
+    assert m.size <= 10_000_000 and m.extra["base_sha256"] == Manifest.named("smollm2-135m-instruct-q4_1").sha256
+    assert load_config("default").get("deduce", "adapter") == "auto"
+    assert Assembly(load_config("default"))._user_adapter() == (None, {})
+    base = Manifest.named("smollm2-135m-instruct-q4_1")
+    user = load_config("default", {"deduce.mode": "direct", "deduce.model": str(base.locate()),
+                                   "deduce.model_sha256": base.sha256})
+    assert Assembly(user)._user_adapter() == (None, {})
+    deducer = Assembly(load_config("default", {"deduce.mode": "direct"})).get("deducer")
+    a = deducer.deduce(box_scene([("red", 10, 10, 60, 60), ("blue", 80, 20, 120, 90)]), "the red box")
+    assert a.meta["llm"]["adapter"] == "deducer-lora.gguf"
+    assert a.steps[-1].text == "LLM: SmolLM2-135M-Instruct.Q4_1.gguf + adapter deducer-lora.gguf x1"
+    off = Assembly(load_config("default", {"deduce.mode": "direct", "deduce.adapter": ""})).get("deducer")
+    assert off.deduce(box_scene([("red", 10, 10, 60, 60)]), "the red box").meta["llm"]["adapter"] is None
+
+
+@needs_llm
+def test_shipped_adapter_earns_its_place_on_unseen_scenes():
+    """Ablation on the data engine's held-out phrasings over scenes of another seed (never trained on):
+    direct mode with the shipped adapter answers far more questions exactly than the base model."""
+    from gear_edge.data_engine import deducer_data as dd
+    from gear_edge.deduce.direct import DirectDeducer
+    from gear_edge.deduce.llm import DIRECT_ADAPTER, LocalLLM
+    from gear_edge.manifest import Manifest
+
+    settings = dd.Settings(seed=11, per_class=1)
+    cases = []
+    for i in range(3):
+        scene = dd.random_scene(dd.scene_seed(settings.seed, "heldout", i))
+        cases += [(scene, ex["query"], ex["targets"]) for ex in dd.scene_examples("heldout", i, settings)[0]]
+    assert len(cases) >= 12
+    scores = {}
+    for name, lora in (("base", None), ("tuned", Manifest.named(DIRECT_ADAPTER).locate())):
+        llm = LocalLLM(threads=2, lora_path=lora, max_cached_scenes=1)
+        d = DirectDeducer(llm)
+        scores[name] = sum(sorted(d.deduce(s, q).targets) == t for s, q, t in cases) / len(cases)
+    assert scores["tuned"] >= 0.5 and scores["tuned"] >= scores["base"] + 0.25, scores
+
+
+def test_model_inventory_records_the_adapter_that_answers(tmp_path):
+    """Data-engine records and benchmarks name the adapter with its sha256: the shipped one where
+    "auto" uses it (direct mode, default model), a user's file by its bytes, none in program mode."""
+    from gear_edge.config import load_config
+    from gear_edge.manifest import Manifest, sha256_file
+    from gear_edge.model_inventory import model_inventory
+
+    def adapters(overrides):
+        return [e for e in model_inventory(load_config("default", {"describe.ocr": "false", **overrides}))
+                if e["role"] == "deducer.adapter"]
+
+    assert adapters({}) == []
+    shipped = adapters({"deduce.mode": "direct"})
+    assert [(e["name"], e["sha256"], e["installed"]) for e in shipped] == [
+        ("deducer-lora", Manifest.named("deducer-lora").sha256, True)]
+    f = tmp_path / "mine.gguf"
+    f.write_bytes(b"GGUF" + bytes(8))
+    assert [e["sha256"] for e in adapters({"deduce.adapter": str(f)})] == [sha256_file(f)]
+    assert adapters({"deduce.mode": "direct", "deduce.adapter": ""}) == []

@@ -35,6 +35,9 @@ from gear_edge.errors import GearEdgeError, InputError, MissingDependencyError
 from gear_edge.manifest import Manifest, check_model_file
 
 DEFAULT_MODEL = "smollm2-135m-instruct-q4_1"
+# the LoRA adapter distilled for DEFAULT_MODEL's direct-mode prompt (models/deducer-lora.toml, the
+# file next to it; gear-edge train-deducer made it): deduce.adapter = "auto" uses it in direct mode
+DIRECT_ADAPTER = "deducer-lora"
 INSTALL_HINT = (
     "install the [llm] extra: CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'llama-cpp-python==0.3.36' "
     "(it compiles llama.cpp; or pip install 'gear-edge[llm]' with the same CMAKE_ARGS)"
@@ -104,12 +107,7 @@ def resolve_model(model_path: str | os.PathLike | None, manifest: str | os.PathL
         manifest = Manifest.load(manifest)
     if model_path is None:
         assert manifest is not None
-        if manifest.package:
-            path = manifest.locate()
-        elif manifest.path is not None:
-            path = manifest.path.parent / manifest.file
-        else:
-            raise InputError(f"{manifest.name}: the manifest names no package; pass model_path")
+        path = manifest.locate()  # in its package, or next to the manifest
     else:
         path = Path(model_path)
     if manifest is not None:
