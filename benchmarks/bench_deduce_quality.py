@@ -11,7 +11,12 @@ same queries:
 * ``program_llm_random``: program mode whose LLM answers with random object words (the control: an
   LLM that earns its place beats it on the queries that reach it);
 * ``direct``: the LLM reads the scene text and picks ids (``--direct``; slow), with token counts and
-  latency.
+  latency;
+* ``direct_adapter`` / ``program_adapter``: the same with a LoRA adapter (``--adapter``), and the load
+  time of the model with and without it, alternated side by side.
+
+Direct-mode queries run grouped by scene (a robot asks several questions of one view): each LLM call
+is reported as its scene prefix (evaluated once per scene) and the query itself (suffix + decoding).
 
 Reported: overall, per category, and on the subset of queries that reach the LLM (the program asked
 it for words), plus each variant's latency; the failures of each variant are listed.
@@ -163,11 +168,33 @@ def run_variant(deducer, todo: list[BCase]) -> list[dict]:
             "ok": list(ans.targets) == want, "ms": ms, "prompt_tokens": ans.prompt_tokens,
             "completion_tokens": ans.completion_tokens,
             "reached_llm": any(s.startswith("LLM (") for s in steps), "steps": steps,
+            **{k: ans.timings[k] for k in ("llm_prefix_ms", "llm_suffix_ms", "llm_decode_ms") if k in ans.timings},
+            # how each LLM call got its scene prefix: "miss"/"off" evaluated it, "live"/"restored" reused it
+            "llm_cache": [g.cache for g in getattr(deducer, "last_generations", None) or []],
         })
     return rows
 
 
-def run_e2e(todo: list[BCase], threads: int) -> tuple[list[dict], dict]:
+def by_scene(todo: list[BCase]) -> list[BCase]:
+    """The queries grouped by scene (stable within a scene), as a robot asks them: each scene's prompt
+    prefix is evaluated once and reused (greedy decoding: the answers do not depend on the order)."""
+    order = {name: k for k, name in enumerate(dict.fromkeys(c.scene for c in todo))}
+    return sorted(todo, key=lambda c: order[c.scene])
+
+
+def llm_latency(rows: list[dict]) -> dict | None:
+    """Per LLM call: the scene prefix (only calls that evaluated one: the first query on a scene) and
+    the query itself (its suffix + decoding, the scene prefix cached), seconds."""
+    rows = [r for r in rows if "llm_decode_ms" in r]
+    if not rows:
+        return None
+    prefix = [r["llm_prefix_ms"] / 1e3 for r in rows if set(r.get("llm_cache", ())) & {"miss", "off"}]
+    query = [(r["llm_suffix_ms"] + r["llm_decode_ms"]) / 1e3 for r in rows]
+    return {"scene_prefix": percentiles(prefix) if prefix else None, "query": percentiles(query),
+            "scene_prefixes_evaluated": len(prefix), "calls": len(rows)}
+
+
+def run_e2e(todo: list[BCase], threads: int, overrides: dict | None = None) -> tuple[list[dict], dict]:
     """The default pipeline end to end: its own segmenter, describe (roles included) and deducer on
     each scene's image; a query is right when the answer's mask has IoU >= 0.5 with the union of the
     true objects' masks (both empty: right). Printed labels exist only as data in this
@@ -176,7 +203,7 @@ def run_e2e(todo: list[BCase], threads: int) -> tuple[list[dict], dict]:
     answered this way."""
     from gear_edge.pipeline import GearSeg
 
-    gs = GearSeg.from_config("default")
+    gs = GearSeg.from_config("default", overrides or {})
     scenes: dict[str, tuple] = {}
     t0 = time.perf_counter()
     for name in sorted({c.scene for c in todo}):
@@ -196,9 +223,28 @@ def run_e2e(todo: list[BCase], threads: int) -> tuple[list[dict], dict]:
         union = (got | truth).sum()
         iou = 1.0 if union == 0 else float((got & truth).sum() / union)
         rows.append({"scene": c.scene, "category": c.category, "query": c.query, "want": list(c.answer),
-                     "got": list(ans.targets), "ok": iou >= 0.5, "iou": iou, "ms": ms, "prompt_tokens": 0,
-                     "completion_tokens": 0, "reached_llm": False, "steps": [s.text for s in ans.steps]})
+                     "got": list(ans.targets), "ok": iou >= 0.5, "iou": iou, "ms": ms,
+                     "prompt_tokens": ans.prompt_tokens, "completion_tokens": ans.completion_tokens,
+                     "reached_llm": False, "steps": [s.text for s in ans.steps],
+                     **{k: ans.timings[k] for k in ("llm_prefix_ms", "llm_suffix_ms", "llm_decode_ms")
+                        if k in ans.timings}})
     return rows, {"perceive_s": perceive_s, "regions": {k: len(v[0].regions) for k, v in scenes.items()}}
+
+
+def load_times(adapter: str, threads: int, repeats: int = 5) -> dict:
+    """Load time of the base model alone and with the adapter, alternated side by side (the file cache
+    warm for both), medians in seconds; ``adapter_adds`` is their difference as a fraction of the base."""
+    from gear_edge.deduce.llm import LocalLLM
+
+    base, tuned = [], []
+    for _ in range(repeats):
+        for lora, out in ((None, base), (adapter, tuned)):
+            t0 = time.perf_counter()
+            llm = LocalLLM(threads=threads, lora_path=lora, max_cached_scenes=0)
+            out.append(time.perf_counter() - t0)
+            del llm
+    b, t = float(np.median(base)), float(np.median(tuned))
+    return {"base_s": b, "with_adapter_s": t, "adapter_adds": (t - b) / b, "repeats": repeats}
 
 
 def summarize(rows: list[dict], subset: set[int] | None = None) -> dict:
@@ -212,6 +258,7 @@ def summarize(rows: list[dict], subset: set[int] | None = None) -> dict:
         "per_category": {k: {"correct": v[0], "total": v[1], "accuracy": v[0] / v[1]}
                          for k in CATEGORIES if (v := by.get(k))},
         "latency": percentiles([r["ms"] / 1e3 for r in rows]) if rows else None,
+        "llm_latency": llm_latency(rows),
         "prompt_tokens_mean": float(np.mean([r["prompt_tokens"] for r in rows])) if rows else 0.0,
         "completion_tokens_mean": float(np.mean([r["completion_tokens"] for r in rows])) if rows else 0.0,
     }
@@ -237,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                          "program_adapter) next to the base model's rows")
     ap.add_argument("--category", default=None, help="only this category")
     ap.add_argument("--e2e", action="store_true", help="also the default pipeline end to end (own masks)")
+    ap.add_argument("--e2e-direct", action="store_true",
+                    help="also the default pipeline end to end in direct mode (deduce.adapter = auto: the shipped "
+                         "adapter), on every --direct-limit-th query")
     ap.add_argument("--show-failures", action="store_true")
     args = ap.parse_args(argv)
     from gear_edge.deduce.program.deducer import ProgramDeducer
@@ -253,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     variants["program_llm_random"] = run_variant(
         ProgramDeducer(llm=RandomWordsLLM(), llm_use="always", threads=args.threads), todo)
     llm = None
-    load_s = None
+    load_s = adapter_load = None
     if not args.no_llm or args.direct:
         try:
             from gear_edge.deduce.llm import LocalLLM
@@ -269,21 +319,23 @@ def main(argv: list[str] | None = None) -> int:
         from gear_edge.deduce.direct import DirectDeducer
 
         step = max(1, args.direct_limit)
-        variants["direct"] = run_variant(DirectDeducer(llm), todo[::step])
+        variants["direct"] = run_variant(DirectDeducer(llm), by_scene(todo[::step]))
     if llm is not None and args.adapter:
         from gear_edge.deduce.direct import DirectDeducer
         from gear_edge.deduce.llm import LocalLLM
 
-        t1 = time.perf_counter()
         tuned = LocalLLM(threads=args.threads, lora_path=args.adapter)
-        skipped["adapter_load_s"] = f"{time.perf_counter() - t1:.2f}"
+        adapter_load = load_times(args.adapter, args.threads)
         if args.direct:
-            variants["direct_adapter"] = run_variant(DirectDeducer(tuned), todo[::max(1, args.direct_limit)])
+            variants["direct_adapter"] = run_variant(DirectDeducer(tuned), by_scene(todo[::max(1, args.direct_limit)]))
         if not args.no_llm:
             variants["program_adapter"] = run_variant(ProgramDeducer(llm=tuned, llm_use="always", threads=args.threads), todo)
     e2e_info = None
     if args.e2e:
         variants["e2e_default_pipeline"], e2e_info = run_e2e(todo, args.threads)
+    if args.e2e_direct:
+        variants["e2e_direct_pipeline"], _ = run_e2e(by_scene(todo[::max(1, args.direct_limit)]), args.threads,
+                                                     {"deduce.mode": "direct"})
     # the subset that reaches the LLM: queries whose program leaves a phrase to it and whose own
     # words find nothing (the only ones it is asked about); the same for every LLM variant
     reach_from = variants["program_llm_random"]
@@ -292,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "deduce_quality", "machine": machine_info(("llama-cpp-python",)),
         "roles_available": HAS_ROLE, "queries": len(todo), "scenes": len(SCENES), "describe_s": describe_s,
-        "llm_load_s": load_s, "skipped": skipped, "e2e": e2e_info, "summary": summary,
+        "llm_load_s": load_s, "adapter_load": adapter_load, "skipped": skipped, "e2e": e2e_info, "summary": summary,
         "failures": {k: [{kk: r[kk] for kk in ("category", "scene", "query", "want", "got", "steps")}
                          for r in v if not r["ok"]] for k, v in variants.items()},
     }
@@ -303,7 +355,15 @@ def main(argv: list[str] | None = None) -> int:
         subtxt = f" llm-subset {sub['correct']}/{sub['total']}" if sub else ""
         ab = s["absent_answered_nothing"]
         subtxt += f" absent->nothing {ab['correct']}/{ab['total']}" if ab["total"] else ""
+        lat = s.get("llm_latency")
+        if lat:
+            pre = lat["scene_prefix"]
+            subtxt += (f" | LLM query p50 {lat['query']['p50_ms']:.0f} ms p90 {lat['query']['p90_ms']:.0f} ms"
+                       + (f", scene prefix p50 {pre['p50_ms']:.0f} ms ({lat['scene_prefixes_evaluated']}x)" if pre else ""))
         print(f"{k}: {s['correct']}/{s['total']} = {s['accuracy']:.1%}{subtxt}\n   {cats}")
+    if adapter_load:
+        print(f"load: base {adapter_load['base_s']:.3f} s, with adapter {adapter_load['with_adapter_s']:.3f} s "
+              f"(+{adapter_load['adapter_adds']:.1%})")
     if args.show_failures:
         for r in variants["program_llm_off"]:
             if not r["ok"]:
