@@ -15,7 +15,7 @@ import gear_edge.masks as gm
 from gear_edge.describe.colours import COLOUR_NAMES, colour_histogram
 from gear_edge.describe.geometry import PREDICATES, describe_regions
 from gear_edge.describe.scene import describe_scene
-from gear_edge.describe.scene_text import index_lines, scene_lines, scene_text
+from gear_edge.describe.scene_text import RELATION_WORDS, index_lines, relation_index, scene_lines, scene_text
 from gear_edge.errors import InputError
 from gear_edge.types import Region
 
@@ -287,6 +287,37 @@ def test_scene_index_puts_each_fact_before_the_ids_that_have_it():
     # one object: no orders; no regions: no index
     assert not any(line.startswith("objects") for line in index_lines(scene.regions[:1]))
     assert index_lines([]) == []
+
+
+def test_scene_index_lists_each_relation_under_the_region_it_names():
+    s = Scene()
+    table = s.paste(rect(40, 320, 600, 460), COLOURS["brown"])
+    box = s.paste(rect(80, 180, 220, 320), COLOURS["red"])  # rests on the table
+    ball = s.paste(disk(450, 280, 40), COLOURS["blue"])  # rests on the table
+    label = s.paste(rect(110, 220, 190, 270), COLOURS["white"])  # lies on the box's face
+    lamp = s.paste(disk(560, 60, 30), COLOURS["yellow"])  # floating: on nothing
+    scene = describe_scene(s.image, np.stack(s.masks))
+    lines = scene_lines(scene)
+    rel_lines = lines[lines.index(next(x for x in lines if x.startswith("objects top to bottom"))) + 1:]
+    assert rel_lines == relation_index(scene, scene.regions) and len(rel_lines) >= 2
+    groups = dict(g.rsplit(": ", 1) for line in rel_lines for g in line.split("; "))
+    # one line per relation word
+    assert len({line.split(" R", 1)[0] for line in rel_lines}) == len(rel_lines)
+    on_table = set(groups[f"on top of R{table}"].split(", "))
+    assert {f"R{box}", f"R{ball}"} <= on_table and f"R{lamp}" not in on_table
+    assert groups[f"on top of R{box}"] == f"R{label}"
+    assert f"R{table}" in groups[f"under R{box}"].split(", ")
+    # the index says nothing the relations do not: every entry is one of the scene's relations
+    words = {w: p for p, w in RELATION_WORDS.items()}
+    held = {(r.subject, r.predicate, r.object) for r in scene.relations}
+    for key, ids in groups.items():
+        word, obj = key.rsplit(" R", 1)
+        for rid in ids.split(", "):
+            assert (int(rid[1:]), words[word], int(obj)) in held, (key, rid)
+    # left/right/above/below stay out of the index; a scene without relations has no relation line
+    assert not any(k.startswith(("left of", "right of", "above", "below")) for k in groups)
+    alone = describe_scene(s.image, np.stack(s.masks[4:5]))
+    assert relation_index(alone, alone.regions) == []
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")

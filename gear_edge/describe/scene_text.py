@@ -20,6 +20,9 @@ After the region lines comes an index of the same facts the other way round (:fu
     objects largest to smallest: R4, R3
     objects left to right: R3, R4
     objects top to bottom: R4, R3
+    inside R2: R5
+    contains R5: R2
+    on top of R1: R3, R4; on top of R3: R5
 
 A region line puts the id *before* its attributes; a small LLM asked for "the blue one" finds
 "blue" far more reliably when the id follows it, and reads orders ("the second from the left",
@@ -49,6 +52,10 @@ RELATION_WORDS = {
     "below": "below",
 }
 MAX_RELATIONS_PER_REGION = 4
+# Relations the index also lists the other way round ("on top of R1: R3, R4" = R3 and R4 are on top of
+# R1): the ones that name few regions each. Left/right/above/below relate almost every pair; the
+# order lines carry them.
+INDEX_RELATIONS = ("inside", "contains", "on_top_of", "under", "occludes", "occluded_by", "touching")
 MAX_CAPTION_CHARS = 80
 MAX_TEXT_CHARS = 40
 
@@ -123,10 +130,26 @@ def _grouped(label: str, pairs: Sequence[tuple[str, Region]]) -> str | None:
     return "; ".join(f"{label} {v}: {_ids(rs)}" for v, rs in groups.items()) or None
 
 
-def index_lines(shown: Sequence[Region]) -> list[str]:
+def relation_index(scene: Scene, shown: Sequence[Region]) -> list[str]:
+    """One line per :data:`INDEX_RELATIONS` predicate that holds among the shown regions (in
+    :data:`RELATION_WORDS` order), e.g. 'on top of R1: R3, R4; on top of R2: R5': for each region it
+    names (id order), the shown subjects it holds for. Empty when none holds."""
+    ids = {r.id for r in shown}
+    groups: dict[tuple[int, int], set[int]] = {}
+    for rel in scene.relations:
+        if rel.predicate in INDEX_RELATIONS and rel.subject in ids and rel.object in ids:
+            groups.setdefault((INDEX_RELATIONS.index(rel.predicate), rel.object), set()).add(rel.subject)
+    lines: dict[int, list[str]] = {}
+    for (p, o), subs in sorted(groups.items()):
+        lines.setdefault(p, []).append(f"{RELATION_WORDS[INDEX_RELATIONS[p]]} R{o}: " + ", ".join(f"R{s}" for s in sorted(subs)))
+    return ["; ".join(parts) for _, parts in sorted(lines.items())]
+
+
+def index_lines(shown: Sequence[Region], scene: Scene | None = None) -> list[str]:
     """The shown regions' colours, shapes and positions each followed by the ids that have them, and
     the objects ordered by area (largest first, ties by id) and by mask centroid along the image's x
-    (left to right) and y (top to bottom) axes. Empty for no regions; order lines need 2+ objects."""
+    (left to right) and y (top to bottom) axes; with ``scene``, its :func:`relation_index` lines last.
+    Empty for no regions; order lines need 2+ objects."""
     shown = sorted(shown, key=lambda r: r.id)
     objects = [r for r in shown if r.role == "object"]
     shapes: list[tuple[str, Region]] = []
@@ -146,6 +169,8 @@ def index_lines(shown: Sequence[Region]) -> list[str]:
         lines.append("objects largest to smallest: " + _ids(sorted(objects, key=lambda r: (-r.area, r.id))))
         lines.append("objects left to right: " + _ids(sorted(objects, key=lambda r: (centroid(r, 0), r.id))))
         lines.append("objects top to bottom: " + _ids(sorted(objects, key=lambda r: (centroid(r, 1), r.id))))
+    if scene is not None:
+        lines += relation_index(scene, shown)
     return [line for line in lines if line]
 
 
@@ -159,7 +184,7 @@ def scene_lines(scene: Scene, max_regions: int = 40, index: bool = True) -> list
     if dropped:
         lines.append(f"({dropped} smaller regions not listed)")
     if index:
-        lines += index_lines(shown)
+        lines += index_lines(shown, scene)
     return lines
 
 
