@@ -117,3 +117,54 @@ def test_program_deducer_reads_the_new_families_the_same_way(scene):
                 if got != tuple(sorted(c.targets)):
                     bad.append((c.question, c.targets, got))
     assert total >= 20 and agree >= 0.9 * total, bad
+
+
+@pytest.fixture(scope="module")
+def nested_scene():
+    """A blue ring with a red dot in its hole (ids 1, 2), a green frame with a yellow card in it (3, 4),
+    and two boxes, red and blue (5, 6)."""
+    img = synthetic.SyntheticScene(synthetic.background(H, W))
+    shapes = [("ring", (70, 70, 40, 20), BLUE), ("disk", (70, 70, 9), RED),
+              ("frame", (170, 20, 260, 110, 14), GREEN), ("rect", (200, 50, 230, 80), (235, 205, 40)),
+              ("rect", (30, 160, 110, 220), RED), ("rect", (180, 150, 290, 225), BLUE)]
+    for k, (kind, geom, rgb) in enumerate(shapes):
+        img.paste(f"o{k}", synthetic.solid_mask(kind, geom, H, W), rgb, noise=3.0, seed=k)
+    regions = []
+    for k in range(len(shapes)):
+        rle = gm.encode(img.masks[f"o{k}"])
+        regions.append(Region(id=k + 1, rle=rle, bbox=tuple(float(v) for v in gm.to_bbox(rle)), area=int(gm.area(rle))))
+    return describe_scene(img.image, regions)
+
+
+def test_containment_and_negation_questions_are_exact_and_parsed_alike(nested_scene):
+    """'the thing within the ring' / 'the object around the red dot' (relation phrases from the
+    vocabulary) and 'the box that isn't red' name the right regions, and the program deducer agrees."""
+    from gear_edge.data_engine.generate import CONTAINS_WORDS, INSIDE_WORDS
+    from gear_edge.deduce.program.deducer import ProgramDeducer
+    from gear_edge.vocabulary import RELATION_PHRASES
+
+    assert {"within", "in the middle of", "inside"} <= set(INSIDE_WORDS)
+    assert all(RELATION_PHRASES[p] == "inside" for p in INSIDE_WORDS)
+    assert all(RELATION_PHRASES[p] == "contains" for p in CONTAINS_WORDS) and "holding" in CONTAINS_WORDS
+    inside = {1: (2,), 3: (4,)}
+    holder = {2: (1,), 4: (3,)}
+    deducer = ProgramDeducer(llm=None, embedder=None)
+    seen = {"part.inside.one": 0, "part.whole": 0, "attribute.not": 0}
+    bad = []
+    for seed in range(6):
+        t = _by_template(nested_scene, seed)
+        for name in seen:
+            for c in t.get(name, []):
+                seen[name] += 1
+                if name == "part.inside.one":
+                    assert c.targets in inside.values(), c
+                elif name == "part.whole":
+                    assert c.targets in holder.values(), c
+                got = tuple(sorted(deducer.deduce(nested_scene, c.question).targets))
+                if got != tuple(sorted(c.targets)):
+                    bad.append((c.question, c.targets, got))
+        for c in t.get("attribute.not", []):
+            if "box" in c.question and ("isn't red" in c.question or "is not red" in c.question):
+                assert c.targets == (6,), c
+    assert all(seen.values()), seen
+    assert len(bad) <= 0.1 * sum(seen.values()), bad
