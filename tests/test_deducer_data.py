@@ -90,3 +90,34 @@ def test_dataset_is_deterministic_and_resumes_to_the_same_files(tmp_path):
     assert len(lines) == whole["splits"]["train"]["examples"]
     with pytest.raises(InputError, match="other settings"):
         dd.write_dataset(part, dd.Settings(**{**SETTINGS.__dict__, "seed": 4}))
+
+
+def test_evaluation_rebuilds_each_scene_and_scores_answers(tmp_path):
+    """evaluate_direct on a written split: the program deducer (which verified every example) scores
+    100 %; a deducer that always answers nothing scores exactly the absent examples; a scene block the
+    current scene text would not write, and a broken line, are refused by name."""
+    from gear_edge.deduce.program.deducer import ProgramDeducer
+    from gear_edge.types import Answer
+
+    dd.write_dataset(tmp_path, SETTINGS)
+    examples = dd.read_examples(tmp_path / "heldout.jsonl")
+    res = dd.evaluate_direct(examples, ProgramDeducer(llm=None, embedder=None))
+    assert res["total"] == len(examples) and res["correct"] == res["total"]
+    n_absent = sum(not ex["targets"] for ex in examples)
+    assert 0 < n_absent < len(examples)
+
+    class Nothing:
+        def deduce(self, scene, query):
+            return Answer(query=query, targets=[], steps=[], mode="direct")
+
+    res = dd.evaluate_direct(examples, Nothing(), limit=len(examples) - 1)
+    assert res["total"] == len(examples) - 1
+    assert res["correct"] == sum(not r["want"] for r in res["rows"]) == res["absent_answered_nothing"]["correct"]
+    assert sum(t["total"] for t in res["per_class"].values()) == res["total"]
+    stale = [dict(examples[0], scene=examples[0]["scene"].replace("R1:", "R1: old"))]
+    with pytest.raises(InputError, match="another version"):
+        dd.evaluate_direct(stale, Nothing())
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(examples[0]) + "\n{\"query\": \n")
+    with pytest.raises(InputError, match="bad.jsonl:2"):
+        dd.read_examples(bad)

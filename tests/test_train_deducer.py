@@ -99,6 +99,19 @@ def test_data_subcommand_writes_both_splits(tmp_path):
     assert n == summary["train"]["examples"] > 0
 
 
+@needs_llm
+def test_eval_subcommand_runs_the_shipped_adapter_on_held_out_examples(tmp_path):
+    """The real direct deducer (llama.cpp + the shipped adapter, verified by its manifest) on a few
+    held-out examples: every row scored, the adapter named, the JSON written."""
+    _cli("data", str(tmp_path / "d"), "--scenes", "1", "--heldout-scenes", "1", "--no-progress")
+    out = _cli("eval", str(tmp_path / "d"), "--limit", "3", "--threads", "2", "--out", str(tmp_path / "r.json"))
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["total"] == len(res["rows"]) == 3 and res["adapter"].endswith("deducer-lora.gguf")
+    assert 0 <= res["correct"] <= 3 and sum(c["total"] for c in res["per_class"].values()) == 3
+    assert all(set(r) >= {"query", "want", "got", "ok"} for r in res["rows"])
+    assert '"accuracy"' in out.stdout
+
+
 @needs_train
 def test_labels_cover_only_the_answer():
     pytest.importorskip("transformers")

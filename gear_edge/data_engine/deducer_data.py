@@ -309,3 +309,76 @@ def read_examples(path: str | os.PathLike) -> Iterator[dict]:
         for line in f:
             if line.strip():
                 yield json.loads(line)
+
+
+# ---- evaluation -------------------------------------------------------------------------------
+
+def read_examples(path: str | os.PathLike) -> list[dict]:
+    """The examples of one ``<split>.jsonl``; InputError naming the file and line of a broken one."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file (write it with 'gear-edge train-deducer data')")
+    out = []
+    with open(p, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                ex = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{p}:{n}: not JSON ({exc.msg})") from None
+            missing = [k for k in ("scene_seed", "query", "targets", "cls", "scene") if k not in ex]
+            if missing:
+                raise InputError(f"{p}:{n}: example lacks {', '.join(missing)}")
+            out.append(ex)
+    return out
+
+
+def evaluate_direct(examples: list[dict], deducer, *, limit: int = 0,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Accuracy of a direct deducer (``deducer.deduce(scene, query) -> Answer``) on data-engine examples:
+    each example's scene is rebuilt from its seed (:func:`random_scene`), and the prompt's scene block
+    must equal the stored one (else the data was written by another version of the scene text:
+    InputError). ``limit``: an even sample of that many (every k-th, 0 = all), run scene by scene so
+    the LLM's scene prefix is evaluated once per scene. Returns total / correct / accuracy, per class,
+    per template family (the template's first two parts) and absent -> nothing, plus the rows."""
+    todo = list(examples)
+    if limit and len(todo) > limit:
+        step = len(todo) / limit
+        todo = [todo[int(k * step)] for k in range(limit)]
+    todo.sort(key=lambda ex: (ex["scene_seed"], ex["query"]))
+    rows: list[dict] = []
+    scene, seed = None, None
+    for k, ex in enumerate(todo):
+        if ex["scene_seed"] != seed:
+            seed = ex["scene_seed"]
+            scene = random_scene(int(seed))
+            block = prompt_parts(scene, ex["query"])["scene"]
+            if block != ex["scene"]:
+                raise InputError(f"scene seed {seed}: the stored scene text differs from what this version writes "
+                                 "(the data was written by another version; regenerate it with 'train-deducer data')")
+        answer = deducer.deduce(scene, ex["query"])
+        got = sorted(int(t) for t in answer.targets)
+        want = sorted(int(t) for t in ex["targets"])
+        rows.append({"cls": ex["cls"], "template": ex.get("template", ""), "query": ex["query"],
+                     "want": want, "got": got, "ok": got == want})
+        if progress is not None and (k + 1) % 20 == 0:
+            progress(f"{k + 1}/{len(todo)}: {sum(r['ok'] for r in rows)} right")
+
+    def tally(key) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for r in rows:
+            t = out.setdefault(key(r), {"total": 0, "correct": 0})
+            t["total"] += 1
+            t["correct"] += int(r["ok"])
+        for t in out.values():
+            t["accuracy"] = t["correct"] / t["total"]
+        return dict(sorted(out.items()))
+
+    absent = [r for r in rows if not r["want"]]
+    correct = sum(r["ok"] for r in rows)
+    return {"total": len(rows), "correct": correct, "accuracy": correct / len(rows) if rows else 0.0,
+            "per_class": tally(lambda r: r["cls"]),
+            "per_family": tally(lambda r: ".".join(r["template"].split(".")[:2])),
+            "absent_answered_nothing": {"total": len(absent), "correct": sum(not r["got"] for r in absent)},
+            "rows": rows}
