@@ -87,9 +87,8 @@ CAPTIONS = {
 # ---- scenes -----------------------------------------------------------------------------------
 
 def random_scene(seed: int, size: tuple[int, int] = (240, 320)) -> Scene:
-    """A random tabletop of 3-9 objects (plus, in half the rings and frames, a smaller one in the hole)
-    with exact masks, described exactly (attributes, relations, roles); some boxes carry a printed word
-    (``Region.text``), some objects a caption."""
+    """A random tabletop of 3-9 objects with exact masks, described exactly (attributes, relations,
+    roles); some boxes carry a printed word (``Region.text``), some objects a caption."""
     from gear_edge import synthetic
     from gear_edge.describe.scene import describe_scene
     import gear_edge.masks as gm
@@ -125,26 +124,12 @@ def random_scene(seed: int, size: tuple[int, int] = (240, 320)) -> Scene:
         colour = colours.pop(int(rng.integers(len(colours)))) if rng.random() < 0.8 or not colours else None
         if colour is None:
             colour = str(rng.choice(list(PALETTE)))
-        img.paste(f"o{len(kinds)}", mask, PALETTE[colour], noise=3.0, seed=int(rng.integers(1 << 30)))
+        img.paste(f"o{k}", mask, PALETTE[colour], noise=3.0, seed=int(rng.integers(1 << 30)))
         kinds.append(kind)
         texts.append([str(rng.choice(WORDS))] if kind == "rect" and rng.random() < 0.4 else None)
         captions.append(str(rng.choice(CAPTIONS[kind])) if rng.random() < 0.5 else None)
-        if kind in ("ring", "frame") and rng.random() < 0.5:
-            # something in its hole (a dot in a ring, a card in a frame): containment to ask about
-            hole = side // 4 if kind == "ring" else side // 2 - max(2, side // 6)
-            if hole >= 6:
-                cx, cy = x + side // 2, y + side // 2
-                r = max(3, int(hole * rng.uniform(0.35, 0.7)))
-                inner = str(rng.choice(["disk", "rect"]))
-                box = (cx, cy, r) if inner == "disk" else (cx - r, cy - r, cx + r, cy + r)
-                c2 = str(rng.choice([c for c in PALETTE if c != colour]))
-                img.paste(f"o{len(kinds)}", synthetic.solid_mask(inner, box, h, w), PALETTE[c2], noise=3.0,
-                          seed=int(rng.integers(1 << 30)))
-                kinds.append(inner)
-                texts.append(None)
-                captions.append(str(rng.choice(CAPTIONS[inner])) if rng.random() < 0.5 else None)
     regions, kept = [], []
-    for k in range(len(kinds)):
+    for k in range(n):
         m = img.masks[f"o{k}"]
         if m.sum() < 40:  # occluded away
             continue

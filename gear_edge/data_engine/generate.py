@@ -17,7 +17,7 @@ import random
 import re
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from gear_edge.data_engine.base import Candidate, normalise_question
 from gear_edge.data_engine.facts import COLOURS, HEADS, Atom, Description, SceneFacts, plural_of
@@ -26,7 +26,7 @@ from gear_edge.data_engine.taxonomy import (
 )
 from gear_edge.errors import InputError
 from gear_edge.types import Scene
-from gear_edge.vocabulary import AFFORDANCE_PHRASES, RELATION_PHRASES, caption_affordance
+from gear_edge.vocabulary import AFFORDANCE_PHRASES, caption_affordance
 
 WRITER = "template"
 OBJECT_KINDS = ("colour", "size", "shape", "noun", "holes", "brightness", "texture")
@@ -47,25 +47,14 @@ PHRASINGS = {
     "count": ("how many {np} are there?", "count the {np}", "how many {np} do you see?"),
 }
 PHRASING_KINDS = tuple(PHRASINGS)
-# The relation phrases a question may use come from the vocabulary (what the parser reads): the
-# facts relation asked about -> the vocabulary relations that say it.
-_ASKED_RELATIONS = {"left_of": ("left_of",), "right_of": ("right_of",), "above": ("above",),
-                    "below": ("below", "under"), "on_top_of": ("on",), "touching": ("touching",),
-                    "inside": ("inside",), "contains": ("contains",)}
-# vocabulary phrases that cannot follow a noun ("the ring contains the dot" is a sentence, "the cup
-# onto the box" needs a verb), or that the parser keeps only as a longer phrase's fragment
-_NOT_AFTER_NOUN = frozenset({"onto", "into", "put on", "contains", "contain", "holds", "hold", "encloses",
-                             "surrounds", "has inside it", "in the centre of the"})
-
-
-def _relation_phrases(relations: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(sorted(p for p, r in RELATION_PHRASES.items() if r in relations and p not in _NOT_AFTER_NOUN))
-
-
-RELATION_WORDS = {rel: _relation_phrases(v) for rel, v in _ASKED_RELATIONS.items()
-                  if rel not in ("inside", "contains")}
-INSIDE_WORDS = _relation_phrases(_ASKED_RELATIONS["inside"])
-CONTAINS_WORDS = _relation_phrases(_ASKED_RELATIONS["contains"])
+RELATION_WORDS = {
+    "left_of": ("to the left of", "left of"),
+    "right_of": ("to the right of", "right of"),
+    "above": ("above", "over"),
+    "below": ("below", "under", "beneath"),
+    "on_top_of": ("on top of", "on", "resting on"),
+    "touching": ("touching",),
+}
 ABSENT_RELATIONS = ("left_of", "right_of", "above", "below", "inside")
 SUPERLATIVES = {  # word -> (key, descending)
     "largest": ("area", True), "smallest": ("area", False), "leftmost": ("x", False), "rightmost": ("x", True),
@@ -198,18 +187,6 @@ def gen_attribute(ctx: _Ctx) -> list[Candidate]:
         d = ctx.rng.choice(ds)
         q = ctx.phrase("find", ctx.h(d).text())
         out.append(_cand(ATTRIBUTE, f"attribute.{'+'.join(sorted(d.kinds()))}", q, [i], ctx.explain(d)))
-    # by what it is not: "the box that isn't red" (the one of the boxes without that colour / size)
-    atoms = sorted({a for i in ctx.facts.ids for a in ctx.facts.atoms_of(i, ("noun", "shape", "colour", "size"))},
-                   key=lambda a: (a.kind, a.word))
-    for a, b, cut, keep in _exceptions(ctx, atoms, min_group=2):
-        if len(keep) != 1:
-            continue
-        d = ctx.h(Description((a,))).words()
-        np = ctx.rng.choice((f"the {d} that isn't {b.word}", f"the {d} that is not {b.word}",
-                             f"whichever {d} is not {b.word}", f"the {d} which isn't {b.word}"))
-        out.append(_cand(ATTRIBUTE, "attribute.not", ctx.phrase("find", np), keep,
-                         ctx.explain(Description((a,))) + [f"except {b.kind} {b.word}: {_ids(cut)}",
-                                                            f"left: {_ids(keep)}"]))
     return out
 
 
@@ -251,29 +228,21 @@ def gen_spatial(ctx: _Ctx) -> list[Candidate]:
 
 def gen_part_whole(ctx: _Ctx) -> list[Candidate]:
     f, rng, out = ctx.facts, ctx.rng, []
-
-    def head() -> str:
-        return rng.choices(HEADS, weights=(4, 3, 3, 1))[0]
-
     for w in f.ids:
         parts = f.related("inside", [w])
         dw = ctx.ref(w)
         if not parts or dw is None:
             continue
         steps = [f"whole {dw.describe()}: R{w}", f"inside R{w}: {_ids(parts)}"]
-        inside = rng.choice(INSIDE_WORDS)
         if len(parts) == 1:
-            out.append(_cand(PART_WHOLE, "part.inside.one", ctx.phrase("find", f"the {head()} {inside} {ctx.h(dw).text()}"),
-                             parts, steps))
+            out.append(_cand(PART_WHOLE, "part.inside.one", ctx.phrase("find", f"the object inside {ctx.h(dw).text()}"), parts, steps))
         elif len(parts) <= ctx.max_targets:
-            np = rng.choice((f"all the {plural_of(head())} {inside} {ctx.h(dw).text()}",
-                             f"everything {inside} {ctx.h(dw).text()}"))
-            out.append(_cand(PART_WHOLE, "part.inside.all", ctx.phrase("find_all", np), parts, steps))
+            out.append(_cand(PART_WHOLE, "part.inside.all", ctx.phrase("find_all", f"all the objects inside {ctx.h(dw).text()}"),
+                             parts, steps))
             for p in rng.sample(parts, min(2, len(parts))):
                 d1 = ctx.narrowing(p, parts, kinds=REF_KINDS, allow_empty=False)
                 if d1 is not None and f.matching(d1) != [p]:
-                    out.append(_cand(PART_WHOLE, "part.inside.which",
-                                     ctx.phrase("find", f"{ctx.h(d1).text()} {rng.choice(INSIDE_WORDS)} {ctx.h(dw).text()}"),
+                    out.append(_cand(PART_WHOLE, "part.inside.which", ctx.phrase("find", f"{ctx.h(d1).text()} inside {ctx.h(dw).text()}"),
                                      [p], steps + ctx.explain(d1, parts)))
     for p in f.ids:
         wholes = f.related("contains", [p])
@@ -282,33 +251,13 @@ def gen_part_whole(ctx: _Ctx) -> list[Candidate]:
             continue
         steps = [f"part {dp.describe()}: R{p}", f"contains R{p}: {_ids(wholes)}"]
         d1 = ctx.narrowing(wholes[0], wholes, kinds=REF_KINDS) if len(wholes) > 1 else Description()
-        contains = rng.choice(CONTAINS_WORDS)
         if len(wholes) == 1:
-            np = rng.choice((f"the {head()} {contains} {ctx.h(dp).text()}",
-                             f"the {head()} with {ctx.h(dp).text()} in it"))
-            out.append(_cand(PART_WHOLE, "part.whole", ctx.phrase("find", np), wholes, steps))
+            out.append(_cand(PART_WHOLE, "part.whole", ctx.phrase("find", f"the object containing {ctx.h(dp).text()}"), wholes, steps))
         elif d1 is not None:
             # nested containers: name the outer one
-            out.append(_cand(PART_WHOLE, "part.whole.which", ctx.phrase("find", f"{ctx.h(d1).text()} {contains} {ctx.h(dp).text()}"),
+            out.append(_cand(PART_WHOLE, "part.whole.which", ctx.phrase("find", f"{ctx.h(d1).text()} containing {ctx.h(dp).text()}"),
                              [wholes[0]], steps + ctx.explain(d1, wholes)))
     return out
-
-
-def _exceptions(ctx: _Ctx, atoms: list[Atom], min_group: int) -> Iterator[tuple[Atom, Atom, list[int], list[int]]]:
-    """(a, b, cut, keep) for each group of >= ``min_group`` regions with atom ``a`` and each colour /
-    size ``b`` some but not all of them have: ``cut`` the ones with b, ``keep`` the rest (1..max_targets)."""
-    f = ctx.facts
-    for a in atoms:
-        group = f.matching(Description((a,)))
-        if len(group) < min_group:
-            continue
-        for b in sorted({b for i in group for b in f.atoms_of(i, ("colour", "size"))}, key=lambda b: (b.kind, b.word)):
-            if b.kind == a.kind:
-                continue
-            cut = f.matching(Description((b,)), group)
-            keep = [i for i in group if i not in cut]
-            if cut and 1 <= len(keep) <= ctx.max_targets:
-                yield a, b, cut, keep
 
 
 def gen_multi(ctx: _Ctx) -> list[Candidate]:
@@ -326,16 +275,27 @@ def gen_multi(ctx: _Ctx) -> list[Candidate]:
             np = f"every {ctx.h(d).words()}" if rng.random() < 0.3 else f"all the {ctx.h(d).words(plural=True)}"
             out.append(_cand(MULTI_TARGET, f"multi.all.{a.kind}", ctx.phrase("find_all", np), s, ctx.explain(d)))
     # exceptions: a group minus a named part of it ("all the boxes except the red one")
-    heads = [a for a in atoms if a.kind in ("noun", "shape") or (a.kind == "colour" and rng.random() < 0.3)]
-    for a, b, cut, keep in _exceptions(ctx, heads, min_group=3):
-        d = ctx.h(Description((a,)))
-        part = f"the {b.word} one" + ("s" if len(cut) > 1 else "")
-        np = rng.choice((f"all the {d.words(plural=True)} {rng.choice(EXCEPT_WORDS)} {part}",
-                         f"every {d.words()} {rng.choice(EXCEPT_WORDS)} {part}",
-                         f"the {d.words(plural=True)} that are not {b.word}"))
-        out.append(_cand(MULTI_TARGET, "multi.except", ctx.phrase("find_all", np), keep,
-                         ctx.explain(Description((a,))) + [f"except {b.kind} {b.word}: {_ids(cut)}",
-                                                            f"left: {_ids(keep)}"]))
+    for a in atoms:
+        if a.kind not in ("noun", "shape") and not (a.kind == "colour" and rng.random() < 0.3):
+            continue
+        group = f.matching(Description((a,)))
+        if len(group) < 3:
+            continue
+        for b in sorted({b for i in group for b in f.atoms_of(i, ("colour", "size"))}, key=lambda b: (b.kind, b.word)):
+            if b.kind == a.kind:
+                continue
+            cut = f.matching(Description((b,)), group)
+            keep = [i for i in group if i not in cut]
+            if not cut or not (1 <= len(keep) <= ctx.max_targets):
+                continue
+            d = ctx.h(Description((a,)))
+            part = f"the {b.word} one" + ("s" if len(cut) > 1 else "")
+            np = rng.choice((f"all the {d.words(plural=True)} {rng.choice(EXCEPT_WORDS)} {part}",
+                             f"every {d.words()} {rng.choice(EXCEPT_WORDS)} {part}",
+                             f"the {d.words(plural=True)} that are not {b.word}"))
+            out.append(_cand(MULTI_TARGET, "multi.except", ctx.phrase("find_all", np), keep,
+                             ctx.explain(Description((a,))) + [f"except {b.kind} {b.word}: {_ids(cut)}",
+                                                                f"left: {_ids(keep)}"]))
     # counting: "how many red discs are there?" (the answer is the regions counted)
     for a in atoms:
         d = ctx.h(Description((a,)))
