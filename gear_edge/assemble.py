@@ -254,7 +254,7 @@ class Assembly:
         if cfg.get("deduce", "mode") == "direct":
             from gear_edge.deduce.direct import DirectDeducer
 
-            return DirectDeducer(self.llm)
+            return DirectDeducer(self.llm, check_steps=bool(cfg.get("deduce", "check_steps")))
         from gear_edge.deduce.program.deducer import ProgramDeducer
 
         # the LLM loads only when a query needs it (most are parsed without it), but a configured GGUF

@@ -38,6 +38,9 @@ class DirectDeducer:
 
     ``max_regions``: scenes with more regions than this (or whose lines overflow the context) go
     two-stage. ``last_generations`` holds the LLM calls of the latest :meth:`deduce` (for benchmarks).
+    ``check_steps``: the facts the model states in its final steps ("colour red: R3") are checked
+    against the scene (:mod:`gear_edge.deduce.chain_check`); a target the scene contradicts is dropped,
+    and the chain says what the scene says instead.
     """
 
     llm: LocalLLM | None = None
@@ -50,6 +53,7 @@ class DirectDeducer:
     max_query_chars: int = 8000
     examples: tuple[tuple[str, str], ...] = prompts.DIRECT_EXAMPLES
     mode: str = "direct"
+    check_steps: bool = True
     last_generations: list[Generation] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -73,10 +77,11 @@ class DirectDeducer:
         self._line_budget(system, self.examples, question, self._answer_bytes(regions[:1]))
         lines = scene_lines(scene, self.max_regions) if len(regions) <= self.max_regions else None
         steps: list[LogicStep] = []
+        final_steps: list[str] = []  # the model's steps of the final call (the ones checked)
         if lines is not None and self._fits(lines, regions, system, question):
             call = self._ask(system, self.examples, lines, question, self._final_schema(regions))
             steps += [LogicStep(s) for s in call.steps]
-            targets = call.targets
+            targets, final_steps = call.targets, call.steps
         else:
             candidates = self._shortlist(scene, regions, question, steps)
             if candidates:
@@ -85,11 +90,13 @@ class DirectDeducer:
                 steps.append(LogicStep(prompts.STAGE2_STEP.format(n=len(ids), ids=prompts.id_list(ids)), list(ids)))
                 call = self._ask(system, self.examples, cand_lines, question, self._final_schema(candidates))
                 steps += [LogicStep(s) for s in call.steps]
-                targets = call.targets
+                targets, final_steps = call.targets, call.steps
             else:
                 targets = []
         if steps:
             steps[-1] = LogicStep(steps[-1].text, list(dict.fromkeys(targets)))
+        if self.check_steps and targets:
+            targets = self._checked(scene, final_steps, targets, steps)
         # the chain quotes the scene's own facts for each chosen region (not the model's paraphrase)
         by_id = {r.id: r for r in scene.regions}
         for t in dict.fromkeys(targets):
@@ -120,6 +127,20 @@ class DirectDeducer:
         return answer
 
     # ---- internals ------------------------------------------------------------------------------
+
+    def _checked(self, scene: Scene, model_steps: list[str], targets: list[int], steps: list[LogicStep]) -> list[int]:
+        """``targets`` less those a model step states a false fact of; one chain step per contradiction."""
+        from gear_edge.deduce.chain_check import contradicted
+
+        wrong = contradicted(scene, model_steps)
+        if not wrong:
+            return targets
+        dropped = {c.region for c in wrong if c.region in targets}
+        kept = [t for t in targets if t not in dropped]
+        for c in wrong:
+            fate = "dropped" if c.region in dropped else "not a target"
+            steps.append(LogicStep(f"check: the scene does not say R{c.region} is {c.claim} ({fate})", kept))
+        return kept
 
     def _final_schema(self, regions: Sequence[Region]):
         return scene_answer_schema([r.id for r in regions], self.max_steps, self.max_step_chars, self.max_targets)
