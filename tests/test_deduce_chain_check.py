@@ -14,6 +14,7 @@ from gear_edge.deduce.chain_check import Contradiction, contradicted
 from gear_edge.deduce.direct import DirectDeducer
 from gear_edge.deduce.llm import Generation
 from gear_edge.describe.scene import describe_scene
+from gear_edge.describe.scene_text import region_phrase
 from gear_edge.types import Region
 
 H, W = 240, 320
@@ -78,14 +79,17 @@ def test_a_target_the_scene_contradicts_is_dropped_with_the_reason(scene):
     a = DirectDeducer(llm).deduce(scene, "the brown box")
     assert a.targets == []
     texts = [s.text for s in a.steps]
-    assert "check: the scene does not say R3 is colour brown (dropped)" in texts
+    check = [t for t in texts if t.startswith("check:")]
+    assert check == [f"check: the scene does not say R3 is colour brown (dropped); it says R3: "
+                     f"{region_phrase(scene.regions[2])}"] and "green" in check[0]
     assert texts[-1].startswith("answer: nothing")
     assert DirectDeducer(llm, check_steps=False).deduce(scene, "the brown box").targets == [3]
     # a false claim about a region it did not pick changes nothing; true claims keep the target
     llm = OneAnswerLLM({"steps": ["colour red: R1, R2", "inside R1: R2"], "targets": ["R2"]})
     a = DirectDeducer(llm).deduce(scene, "the red dot in the ring")
     assert a.targets == [2]
-    assert any(s.text == "check: the scene does not say R1 is colour red (not a target)" for s in a.steps)
+    assert any(s.text.startswith("check: the scene does not say R1 is colour red (not a target); it says R1: ")
+               and "blue" in s.text for s in a.steps)
     # of two targets, only the contradicted one goes
     llm = OneAnswerLLM({"steps": ["noun box: R3, R4", "colour green: R3, R4"], "targets": ["R3", "R4"]})
     assert DirectDeducer(llm).deduce(scene, "the green boxes").targets == [3]

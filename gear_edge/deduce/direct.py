@@ -20,7 +20,7 @@ from gear_edge.deduce import prompts
 from gear_edge.deduce.base import finish_answer, validate_query
 from gear_edge.deduce.grammar import compile_schema, max_bytes, parse_scene_answer, scene_answer_schema
 from gear_edge.deduce.llm import Generation, LocalLLM
-from gear_edge.describe.scene_text import region_line, scene_lines
+from gear_edge.describe.scene_text import region_line, region_phrase, scene_lines
 from gear_edge.errors import GearEdgeError, InputError
 from gear_edge.types import Answer, LogicStep, Region, Scene
 
@@ -137,9 +137,11 @@ class DirectDeducer:
             return targets
         dropped = {c.region for c in wrong if c.region in targets}
         kept = [t for t in targets if t not in dropped]
+        by_id = {r.id: r for r in scene.regions}
         for c in wrong:
             fate = "dropped" if c.region in dropped else "not a target"
-            steps.append(LogicStep(f"check: the scene does not say R{c.region} is {c.claim} ({fate})", kept))
+            steps.append(LogicStep(f"check: the scene does not say R{c.region} is {c.claim} ({fate}); it says "
+                                   f"R{c.region}: {region_phrase(by_id[c.region])}", kept))
         return kept
 
     def _final_schema(self, regions: Sequence[Region]):
