@@ -65,7 +65,9 @@ def test_direct_is_a_deducer_and_answers_with_scene_ids(direct):
         assert a.steps[-1].text == "LLM: SmolLM2-135M-Instruct.Q4_1.gguf" and a.meta["llm"]["adapter"] is None
         # the model's own steps (bounded), then one "scene says" line per target (or "answer: nothing")
         quoted = [s for s in a.steps[:-1] if s.text.startswith("scene says ")]
-        own = [s for s in a.steps[:-1] if s not in quoted and s.text != "answer: nothing in the scene fits"]
+        checks = [s for s in a.steps[:-1] if s.text.startswith("check: the scene does not say R")]  # chain_check
+        own = [s for s in a.steps[:-1] if s not in quoted and s not in checks
+               and s.text != "answer: nothing in the scene fits"]
         assert 1 <= len(own) <= direct.max_steps and all(len(s.text) <= 80 for s in own)
         assert [s.kept for s in quoted] == [[t] for t in a.targets]
         assert a.steps[-1].kept == a.targets
