@@ -61,7 +61,7 @@ def _eval(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from gear_edge.data_engine.deducer_data import evaluate_direct, read_examples
+    from gear_edge.data_engine.deducer_data import EVAL_KEYS, evaluate_direct, read_examples
     from gear_edge.deduce.direct import DirectDeducer
     from gear_edge.deduce.llm import DIRECT_ADAPTER, LocalLLM
     from gear_edge.io import write_atomic
@@ -70,7 +70,7 @@ def _eval(args: argparse.Namespace) -> int:
     path = Path(args.data)
     if path.is_dir():
         path = path / f"{args.split}.jsonl"
-    examples = read_examples(path)
+    examples = read_examples(path, EVAL_KEYS)
     adapter, manifest = args.adapter, None
     if adapter == "auto":
         manifest = Manifest.named(DIRECT_ADAPTER)

@@ -30,7 +30,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,18 +288,9 @@ def write_dataset(out_dir: str | os.PathLike, settings: Settings, *, progress: C
     return state
 
 
-def read_examples(path: str | os.PathLike) -> Iterator[dict]:
-    """The examples of one JSONL split file."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
-# ---- evaluation -------------------------------------------------------------------------------
-
-def read_examples(path: str | os.PathLike) -> list[dict]:
-    """The examples of one ``<split>.jsonl``; InputError naming the file and line of a broken one."""
+def read_examples(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[dict]:
+    """The examples of one ``<split>.jsonl``, each holding the ``required`` keys; InputError naming the
+    file and line of a broken one."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file (write it with 'gear-edge train-deducer data')")
@@ -312,11 +303,17 @@ def read_examples(path: str | os.PathLike) -> list[dict]:
                 ex = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{p}:{n}: not JSON ({exc.msg})") from None
-            missing = [k for k in ("scene_seed", "query", "targets", "cls", "scene") if k not in ex]
+            missing = [k for k in required if k not in ex]
             if missing:
                 raise InputError(f"{p}:{n}: example lacks {', '.join(missing)}")
             out.append(ex)
     return out
+
+
+# ---- evaluation -------------------------------------------------------------------------------
+
+# what :func:`evaluate_direct` reads of an example
+EVAL_KEYS = ("scene_seed", "query", "targets", "cls", "scene")
 
 
 def evaluate_direct(examples: list[dict], deducer, *, limit: int = 0,
