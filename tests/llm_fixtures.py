@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import gear_edge.masks as gm
+from gear_edge.deduce.llm import Generation
 
 LLM_REASON = None
 if importlib.util.find_spec("llama_cpp") is None:
@@ -74,3 +75,24 @@ def tabletop_scene():
         ("yellow", 70, 10, 85, 25),
         ("green", 120, 5, 130, 50),
     ], texts=[None, ["FRAGILE"], None, None, None])
+
+
+class RecordingLLM:
+    """Stands in for the LLM where the model is not under test (prompt assembly, output handling):
+    records the prompt pieces and answers with a given text."""
+
+    n_ctx = 1_000_000
+
+    def __init__(self, answer: str) -> None:
+        self.answer, self.calls = answer, []
+
+    def chat_parts(self, system, scene, question, examples=()):
+        self.calls.append((system, scene, question, examples))
+        return [system, scene], [question]
+
+    def count_tokens(self, prompt) -> int:
+        return sum(len(str(p)) for p in (prompt if isinstance(prompt, list) else [prompt])) // 4
+
+    def generate(self, scene_key, prefix, suffix, grammar=None, max_tokens=256, temperature=0.0, budget_s=None):
+        return Generation(text=self.answer, prompt_tokens=10, prompt_tokens_evaluated=10, completion_tokens=5,
+                          timings={"prefix_ms": 0.0, "suffix_ms": 0.0, "decode_ms": 0.0, "total_ms": 0.0})

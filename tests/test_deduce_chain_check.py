@@ -12,10 +12,10 @@ import gear_edge.masks as gm
 from gear_edge import synthetic
 from gear_edge.deduce.chain_check import Contradiction, contradicted
 from gear_edge.deduce.direct import DirectDeducer
-from gear_edge.deduce.llm import Generation
 from gear_edge.describe.scene import describe_scene
 from gear_edge.describe.scene_text import region_phrase
 from gear_edge.types import Region
+from tests.llm_fixtures import RecordingLLM
 
 H, W = 240, 320
 RED, BLUE, GREEN, YELLOW = (200, 30, 30), (30, 70, 210), (40, 150, 50), (235, 205, 40)
@@ -54,28 +54,9 @@ def test_false_claims_are_found_and_true_ones_pass(scene):
     assert contradicted(scene, ["colour red: R9"]) == []  # ids outside the scene are the grammar's business
 
 
-class OneAnswerLLM:
-    """Stands in for the model's output (the checker is under test, not the model)."""
-
-    n_ctx = 1_000_000
-
-    def __init__(self, answer: dict) -> None:
-        self.answer = json.dumps(answer)
-
-    def chat_parts(self, system, scene, question, examples=()):
-        return [system, scene], [question]
-
-    def count_tokens(self, prompt) -> int:
-        return sum(len(str(p)) for p in (prompt if isinstance(prompt, list) else [prompt])) // 4
-
-    def generate(self, scene_key, prefix, suffix, grammar=None, max_tokens=256, temperature=0.0, budget_s=None):
-        return Generation(text=self.answer, prompt_tokens=10, prompt_tokens_evaluated=10, completion_tokens=5,
-                          timings={"prefix_ms": 0.0, "suffix_ms": 0.0, "decode_ms": 0.0, "total_ms": 0.0})
-
-
 def test_a_target_the_scene_contradicts_is_dropped_with_the_reason(scene):
     # "the brown box": the model claims the green box is brown
-    llm = OneAnswerLLM({"steps": ["colour brown: R3"], "targets": ["R3"]})
+    llm = RecordingLLM(json.dumps({"steps": ["colour brown: R3"], "targets": ["R3"]}))
     a = DirectDeducer(llm).deduce(scene, "the brown box")
     assert a.targets == []
     texts = [s.text for s in a.steps]
@@ -85,11 +66,11 @@ def test_a_target_the_scene_contradicts_is_dropped_with_the_reason(scene):
     assert texts[-1].startswith("answer: nothing")
     assert DirectDeducer(llm, check_steps=False).deduce(scene, "the brown box").targets == [3]
     # a false claim about a region it did not pick changes nothing; true claims keep the target
-    llm = OneAnswerLLM({"steps": ["colour red: R1, R2", "inside R1: R2"], "targets": ["R2"]})
+    llm = RecordingLLM(json.dumps({"steps": ["colour red: R1, R2", "inside R1: R2"], "targets": ["R2"]}))
     a = DirectDeducer(llm).deduce(scene, "the red dot in the ring")
     assert a.targets == [2]
     assert any(s.text.startswith("check: the scene does not say R1 is colour red (not a target); it says R1: ")
                and "blue" in s.text for s in a.steps)
     # of two targets, only the contradicted one goes
-    llm = OneAnswerLLM({"steps": ["noun box: R3, R4", "colour green: R3, R4"], "targets": ["R3", "R4"]})
+    llm = RecordingLLM(json.dumps({"steps": ["noun box: R3, R4", "colour green: R3, R4"], "targets": ["R3", "R4"]}))
     assert DirectDeducer(llm).deduce(scene, "the green boxes").targets == [3]

@@ -11,30 +11,10 @@ import pytest
 from gear_edge.data_engine import deducer_data as dd
 from gear_edge.data_engine.generate import PHRASINGS
 from gear_edge.deduce.grammar import parse_scene_answer, scene_answer_schema
-from gear_edge.deduce.llm import Generation
 from gear_edge.errors import InputError
+from tests.llm_fixtures import RecordingLLM
 
 SETTINGS = dd.Settings(seed=3, train_scenes=3, heldout_scenes=2, per_class=2)
-
-
-class RecordingLLM:
-    """Stands in for the LLM: records the prompt pieces and answers with a given text."""
-
-    n_ctx = 1_000_000
-
-    def __init__(self, answer: str) -> None:
-        self.answer, self.calls = answer, []
-
-    def chat_parts(self, system, scene, question, examples=()):
-        self.calls.append((system, scene, question, examples))
-        return [system, scene], [question]
-
-    def count_tokens(self, prompt) -> int:
-        return sum(len(str(p)) for p in (prompt if isinstance(prompt, list) else [prompt])) // 4
-
-    def generate(self, scene_key, prefix, suffix, grammar=None, max_tokens=256, temperature=0.0, budget_s=None):
-        return Generation(text=self.answer, prompt_tokens=10, prompt_tokens_evaluated=10, completion_tokens=5,
-                          timings={"prefix_ms": 0.0, "suffix_ms": 0.0, "decode_ms": 0.0, "total_ms": 0.0})
 
 
 def test_heldout_phrasings_share_no_template_with_training():
@@ -100,7 +80,7 @@ def test_evaluation_rebuilds_each_scene_and_scores_answers(tmp_path):
     from gear_edge.types import Answer
 
     dd.write_dataset(tmp_path, SETTINGS)
-    examples = dd.read_examples(tmp_path / "heldout.jsonl")
+    examples = dd.read_examples(tmp_path / "heldout.jsonl", dd.EVAL_KEYS)
     res = dd.evaluate_direct(examples, ProgramDeducer(llm=None, embedder=None))
     assert res["total"] == len(examples) and res["correct"] == res["total"]
     n_absent = sum(not ex["targets"] for ex in examples)
@@ -120,4 +100,7 @@ def test_evaluation_rebuilds_each_scene_and_scores_answers(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(examples[0]) + "\n{\"query\": \n")
     with pytest.raises(InputError, match="bad.jsonl:2"):
-        dd.read_examples(bad)
+        dd.read_examples(bad, dd.EVAL_KEYS)
+    bad.write_text(json.dumps({k: v for k, v in examples[0].items() if k != "cls"}) + "\n")
+    with pytest.raises(InputError, match="bad.jsonl:1: example lacks cls"):
+        dd.read_examples(bad, dd.EVAL_KEYS)

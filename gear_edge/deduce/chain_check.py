@@ -9,7 +9,7 @@ on it, :mod:`gear_edge.data_engine.deducer_data`), the same layout as the scene-
     on top of R1: R3, R4        (R3 and R4 are on top of R1)
 
 Each such step claims a fact of each listed region; :func:`contradicted` returns the regions whose
-claimed fact the scene denies, with what the scene says instead. The semantics of each word are the
+claimed fact the scene denies (the direct deducer drops such targets and quotes the scene). The semantics of each word are the
 data engine's (:class:`gear_edge.data_engine.facts.SceneFacts`, which read the vocabulary), so a
 claim is false exactly when the writer would never have written it. Steps in any other form (free
 text, "left: R6", "count: 3", a word outside the vocabulary) claim nothing checkable and are ignored.

@@ -95,10 +95,10 @@ class DirectDeducer:
                 targets = []
         if steps:
             steps[-1] = LogicStep(steps[-1].text, list(dict.fromkeys(targets)))
-        if self.check_steps and targets:
-            targets = self._checked(scene, final_steps, targets, steps)
-        # the chain quotes the scene's own facts for each chosen region (not the model's paraphrase)
         by_id = {r.id: r for r in scene.regions}
+        if self.check_steps and targets:
+            targets = self._checked(by_id, scene, final_steps, targets, steps)
+        # the chain quotes the scene's own facts for each chosen region (not the model's paraphrase)
         for t in dict.fromkeys(targets):
             if t in by_id:
                 steps.append(LogicStep(f"scene says {region_line(scene, by_id[t])}", [t]))
@@ -128,7 +128,8 @@ class DirectDeducer:
 
     # ---- internals ------------------------------------------------------------------------------
 
-    def _checked(self, scene: Scene, model_steps: list[str], targets: list[int], steps: list[LogicStep]) -> list[int]:
+    def _checked(self, by_id: dict[int, Region], scene: Scene, model_steps: list[str], targets: list[int],
+                 steps: list[LogicStep]) -> list[int]:
         """``targets`` less those a model step states a false fact of; one chain step per contradiction."""
         from gear_edge.deduce.chain_check import contradicted
 
@@ -137,7 +138,6 @@ class DirectDeducer:
             return targets
         dropped = {c.region for c in wrong if c.region in targets}
         kept = [t for t in targets if t not in dropped]
-        by_id = {r.id: r for r in scene.regions}
         for c in wrong:
             fate = "dropped" if c.region in dropped else "not a target"
             steps.append(LogicStep(f"check: the scene does not say R{c.region} is {c.claim} ({fate}); it says "
