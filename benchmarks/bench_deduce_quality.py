@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     from gear_edge.deduce.program.deducer import ProgramDeducer
 
     todo = [c for c in cases() if args.category in (None, c.category)]
+    direct_todo = by_scene(todo[::max(1, args.direct_limit)])  # every LLM-per-query variant runs these
     t0 = time.perf_counter()
     for name in SCENES:
         build(name)
@@ -318,8 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if llm is not None and args.direct:
         from gear_edge.deduce.direct import DirectDeducer
 
-        step = max(1, args.direct_limit)
-        variants["direct"] = run_variant(DirectDeducer(llm), by_scene(todo[::step]))
+        variants["direct"] = run_variant(DirectDeducer(llm), direct_todo)
     if llm is not None and args.adapter:
         from gear_edge.deduce.direct import DirectDeducer
         from gear_edge.deduce.llm import LocalLLM
@@ -327,15 +327,14 @@ def main(argv: list[str] | None = None) -> int:
         tuned = LocalLLM(threads=args.threads, lora_path=args.adapter)
         adapter_load = load_times(args.adapter, args.threads)
         if args.direct:
-            variants["direct_adapter"] = run_variant(DirectDeducer(tuned), by_scene(todo[::max(1, args.direct_limit)]))
+            variants["direct_adapter"] = run_variant(DirectDeducer(tuned), direct_todo)
         if not args.no_llm:
             variants["program_adapter"] = run_variant(ProgramDeducer(llm=tuned, llm_use="always", threads=args.threads), todo)
     e2e_info = None
     if args.e2e:
         variants["e2e_default_pipeline"], e2e_info = run_e2e(todo, args.threads)
     if args.e2e_direct:
-        variants["e2e_direct_pipeline"], _ = run_e2e(by_scene(todo[::max(1, args.direct_limit)]), args.threads,
-                                                     {"deduce.mode": "direct"})
+        variants["e2e_direct_pipeline"], _ = run_e2e(direct_todo, args.threads, {"deduce.mode": "direct"})
     # the subset that reaches the LLM: queries whose program leaves a phrase to it and whose own
     # words find nothing (the only ones it is asked about); the same for every LLM variant
     reach_from = variants["program_llm_random"]
