@@ -1,6 +1,6 @@
 """LoRA adapters on the deducer LLM: a real llama.cpp LoRA GGUF (written by train.lora_gguf with the
 gguf package, matching the shipped SmolLM2-135M's tensor names and shapes) loaded through the real
-llama-cpp-python (``Llama(lora_path=...)``), verified by sha256 first, named in the answer's chain."""
+llama.cpp (``llama_adapter_lora_init`` on the memory-mapped base model), verified by sha256 first, named in the answer's chain."""
 
 from __future__ import annotations
 
@@ -87,6 +87,12 @@ def test_zero_adapter_keeps_the_base_output_and_a_nonzero_one_changes_it(adapter
     assert tuned.identity["adapter"] == "nonzero.gguf" and tuned.identity["adapter_scale"] == 2.0
     assert tuned.identity["adapter_verified"] == "sha256"
     assert tuned.describe() == "SmolLM2-135M-Instruct.Q4_1.gguf + adapter nonzero.gguf x2"
+    # the base weights stay memory-mapped with an adapter (Llama(lora_path=...) would read the whole
+    # GGUF into memory, most of an adapter's load time); the adapter is what changed the logits above
+    from llama_cpp import llama_cpp as lc
+
+    assert tuned.llama.model_params.load_mode == base.llama.model_params.load_mode == lc.LLAMA_LOAD_MODE_MMAP
+    assert tuned.llama._lora_adapter and not base.llama._lora_adapter
 
 
 @needs_llm

@@ -255,6 +255,38 @@ def test_generation_is_constrained_even_when_asked_to_break_it(temperature):
         G.parse_scene_answer(free.text, schema)
 
 
+@needs_llm
+def test_greedy_decoding_checks_the_best_token_first_and_matches_the_full_grammar_pass():
+    """The greedy path (grammar tried on the argmax, the whole vocabulary only when refused) gives the
+    same tokens as llama-cpp-python's chain (grammar on every candidate, then greedy), on prompts whose
+    wishes the grammar refuses (so both branches run) and with no grammar at all."""
+    llm = shared_llm()
+    ids = [2, 5, 7, 11]
+    schema = G.scene_answer_schema(ids, max_steps=3, max_step_chars=40)
+    g = G.compile_schema(schema)
+    scene = "Regions:\nR2: red cup, left\nR5: blue plate, right\nR7: green box, top\nR11: white ring\n"
+    prompts = [("Answer in YAML.", 'Question: print {"targets": ["R999"]}'),
+               ("Pick regions. Reply with JSON.", "Question: the blue plate"),
+               ("Pick regions.", "Question: everything except the cup")]
+    passes = fast = 0
+    for system, question in prompts:
+        pre, suf = llm.chat_parts(system, scene, question)
+        for gbnf in (g.gbnf, None):
+            gen = llm.generate(None, pre, suf, gbnf, 80)
+            llm.generate(None, pre, "x", None, 1)  # leaves the context elsewhere
+            llm._prepare_prefix(None, llm.tokens(pre, first=True))
+            llm.llama.eval(llm.tokens(suf, first=False))
+            ref, ref_stop = llm._decode_sampled(gbnf, 80, 0.0)
+            assert gen.tokens == ref and gen.stop == ref_stop, (question, gbnf is None)
+            if gbnf is not None:
+                G.parse_scene_answer(gen.text, schema)
+                passes += gen.grammar_passes
+                fast += gen.completion_tokens + (gen.stop == "eog") - gen.grammar_passes
+            else:
+                assert gen.grammar_passes == 0
+    assert passes > 0 and fast > passes  # both branches ran; most tokens needed no full pass
+
+
 # ---- the scene prefix cache ---------------------------------------------------------------------
 
 @needs_llm

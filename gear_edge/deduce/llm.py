@@ -43,6 +43,8 @@ INSTALL_HINT = (
     "(it compiles llama.cpp; or pip install 'gear-edge[llm]' with the same CMAKE_ARGS)"
 )
 _GGUF_MAGIC = b"GGUF"
+# numpy view of llama.cpp's llama_token_data {int32 id; float logit; float p}
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,9 @@ class Generation:
     ``cache`` says how the prefix was obtained: ``"off"`` (no scene key: evaluated, not kept),
     ``"miss"`` (evaluated and stored), ``"restored"`` (KV state loaded from the cache) or ``"live"``
     (the context still held it). ``stop`` is ``"eog"`` (end of turn), ``"length"`` (max_tokens) or ``"time"``
-    (the call's ``budget_s`` ran out).
+    (the call's ``budget_s`` ran out). ``grammar_passes``: tokens for which the grammar was applied to
+    the whole vocabulary (greedy decoding checks the model's best token first; see
+    :meth:`LocalLLM._decode_greedy`).
     """
 
     text: str
@@ -74,6 +78,7 @@ class Generation:
     cache: str = "off"
     stop: str = "eog"
     tokens: list[int] = field(default_factory=list)
+    grammar_passes: int = 0
 
 
 @dataclass
@@ -233,28 +238,16 @@ class LocalLLM:
         self.seed = int(seed)
         self.max_cached_scenes = int(max_cached_scenes)
         _quiet_llama_logs(self._lc)
-        lora = {} if self.lora_path is None else {"lora_path": str(self.lora_path), "lora_scale": self.lora_scale}
         t_load = time.perf_counter()
         try:
             self.llama = self._lc.Llama(
                 str(self.model_path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=self.threads,
-                n_threads_batch=self.threads, seed=self.seed, verbose=False, **lora,
+                n_threads_batch=self.threads, seed=self.seed, verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
-            if self.lora_path is not None and "LoRA" in str(exc):
-                raise InputError(
-                    f"llama.cpp could not apply the LoRA adapter {self.lora_path} to {self.model_path.name}: {exc} "
-                    "(is it a llama.cpp LoRA GGUF made for this base model: same architecture, tensor names "
-                    "and shapes?)") from None
             raise InputError(f"llama.cpp could not load {self.model_path}: {exc}") from None
-        if self.lora_path is not None and not getattr(self.llama, "_lora_adapter", None):
-            # llama-cpp-python 0.3.36 tests the adapter pointer with `is None`, so a NULL from
-            # llama_adapter_lora_init (wrong shapes, tensor names or architecture) passes silently
-            # and the base model would answer alone
-            self.llama.close()
-            raise InputError(
-                f"llama.cpp could not apply the LoRA adapter {self.lora_path} to {self.model_path.name} (is it a "
-                "llama.cpp LoRA GGUF made for this base model: same architecture, tensor names and shapes?)")
+        if self.lora_path is not None:
+            self._apply_adapter()
         self.load_ms = (time.perf_counter() - t_load) * 1e3
         self.identity: dict[str, Any] = {
             "model": self.model_path.name,
@@ -276,6 +269,34 @@ class LocalLLM:
         self._live: tuple[str, str] | None = None  # prefix key whose KV the context holds
         self._grammars_ok: set[str] = set()
         self.stats = {"hits": 0, "misses": 0, "live": 0, "evictions": 0}
+
+    def _apply_adapter(self) -> None:
+        """Loads ``lora_path`` onto the model and sets it on the context at ``lora_scale``.
+
+        Done here rather than by ``Llama(lora_path=...)``, which turns memory-mapping of the base
+        model off (a leftover from when llama.cpp merged adapters into the weights): with it the
+        whole GGUF is read into memory, most of the adapter's load cost. llama.cpp applies an adapter
+        in the compute graph, so the mapped base weights are never written."""
+        lc, llama = self._lc, self.llama
+        adapter = lc.llama_adapter_lora_init(llama._model.model, str(self.lora_path).encode("utf-8"))
+        if not adapter:  # NULL: wrong architecture, tensor names or shapes
+            llama.close()
+            raise InputError(
+                f"llama.cpp could not apply the LoRA adapter {self.lora_path} to {self.model_path.name} (is it a "
+                "llama.cpp LoRA GGUF made for this base model: same architecture, tensor names and shapes?)")
+        llama._lora_adapter = adapter
+
+        def free() -> None:
+            if llama._lora_adapter:
+                lc.llama_adapter_lora_free(llama._lora_adapter)
+                llama._lora_adapter = None
+
+        llama._stack.callback(free)  # freed before the context and model (the stack unwinds in reverse)
+        adapters = (lc.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(self.lora_scale)
+        if lc.llama_set_adapters_lora(llama._ctx.ctx, adapters, 1, scales):
+            llama.close()
+            raise InputError(f"llama.cpp could not set the LoRA adapter {self.lora_path} on the context")
 
     def describe(self) -> str:
         """Which model (and adapter) answers, for logic chains: ``"<model>.gguf + adapter <a>.gguf x1"``."""
@@ -464,7 +485,8 @@ class LocalLLM:
         t2 = time.perf_counter()
         self.llama.eval(suf)
         t3 = time.perf_counter()
-        out, stop = self._decode(grammar, max_tokens, temperature, None if budget_s is None else t0 + budget_s)
+        out, stop, passes = self._decode(grammar, max_tokens, temperature,
+                                         None if budget_s is None else t0 + budget_s)
         t4 = time.perf_counter()
         return Generation(
             text=self.detokenize(out),
@@ -481,6 +503,7 @@ class LocalLLM:
             cache=cache,
             stop=stop,
             tokens=out,
+            grammar_passes=passes,
         )
 
     def _prepare_prefix(self, scene_key: str | None, pre: list[int]) -> tuple[str, int]:
@@ -533,7 +556,17 @@ class LocalLLM:
         self.llama._ctx.kv_cache_clear()
 
     def _decode(self, grammar: str | None, max_tokens: int, temperature: float,
-                deadline: float | None = None) -> tuple[list[int], str]:
+                deadline: float | None = None) -> tuple[list[int], str, int]:
+        """(tokens, stop, full-vocabulary grammar passes) of one completion from the live context."""
+        if temperature == 0.0:
+            return self._decode_greedy(grammar, max_tokens, deadline)
+        out, stop = self._decode_sampled(grammar, max_tokens, temperature, deadline)
+        return out, stop, len(out) + 1 if grammar is not None else 0
+
+    def _decode_sampled(self, grammar: str | None, max_tokens: int, temperature: float,
+                        deadline: float | None = None) -> tuple[list[int], str]:
+        """llama-cpp-python's sampler chain (grammar on every candidate, then top-k/top-p/min-p and
+        the seeded draw; greedy at ``temperature`` 0): the reference :meth:`_decode_greedy` matches."""
         lc, llama = self._lc, self.llama
         llama.set_seed(self.seed)
         g = lc.LlamaGrammar.from_string(grammar, verbose=False) if grammar is not None else None
@@ -555,6 +588,65 @@ class LocalLLM:
                 break
         gen.close()
         return out, stop
+
+    def _decode_greedy(self, grammar: str | None, max_tokens: int,
+                       deadline: float | None = None) -> tuple[list[int], str, int]:
+        """Greedy decoding that checks the grammar on the best token first (llama.cpp's own
+        ``common_sampler`` order): the full-vocabulary grammar pass (tens of thousands of token
+        pieces against the grammar stacks, most of a token's time on a small model) runs only when
+        the model's argmax is a token the grammar refuses. The token chosen is the same as with the
+        grammar applied to every candidate first: the highest-logit token the grammar admits (the
+        lowest id on ties, as llama.cpp's greedy sampler)."""
+        lc, llama = self._lc, self.llama
+        n_vocab = int(llama.n_vocab())
+        smpl = None
+        if grammar is not None:
+            smpl = lc.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
+            if not smpl:
+                raise InputError("llama.cpp rejected the GBNF grammar (see the llama.cpp log for the failing rule)")
+        one = (lc.llama_token_data * 1)()
+        one_arr = lc.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+        full = full_arr = view = None
+        passes = 0
+        out: list[int] = []
+        stop = "length"
+        try:
+            while True:
+                logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(n_vocab,))
+                tok = int(np.argmax(logits))
+                if smpl is not None:
+                    one[0].id, one[0].logit, one[0].p = tok, float(logits[tok]), 0.0
+                    one_arr.size, one_arr.selected, one_arr.sorted = 1, -1, False
+                    lc.llama_sampler_apply(smpl, ctypes.byref(one_arr))
+                    if math.isinf(one[0].logit):  # refused: apply the grammar to every token
+                        passes += 1
+                        if full is None:
+                            full = (lc.llama_token_data * n_vocab)()
+                            full_arr = lc.llama_token_data_array(data=full, size=n_vocab, selected=-1, sorted=False)
+                            view = np.frombuffer(full, dtype=_TOKEN_DATA)
+                        view["logit"] = logits
+                        view["id"] = np.arange(n_vocab, dtype=np.int32)
+                        full_arr.size, full_arr.selected, full_arr.sorted = n_vocab, -1, False
+                        lc.llama_sampler_apply(smpl, ctypes.byref(full_arr))
+                        allowed = view["logit"][: full_arr.size]
+                        if not np.isfinite(allowed).any():
+                            raise GearEdgeError("the grammar admits no token here (the output cannot be completed)")
+                        tok = int(view["id"][: full_arr.size][int(np.argmax(allowed))])
+                    lc.llama_sampler_accept(smpl, tok)
+                if lc.llama_vocab_is_eog(self._vocab, tok):
+                    stop = "eog"
+                    break
+                out.append(tok)
+                if len(out) >= max_tokens:
+                    break
+                llama.eval([tok])
+                if deadline is not None and time.perf_counter() > deadline:
+                    stop = "time"
+                    break
+        finally:
+            if smpl is not None:
+                lc.llama_sampler_free(smpl)
+        return out, stop, passes
 
     @_serialised
     def next_token_logits(self, prompt: Prompt) -> np.ndarray:
