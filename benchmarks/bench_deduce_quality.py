@@ -231,14 +231,17 @@ def run_e2e(todo: list[BCase], threads: int, overrides: dict | None = None) -> t
     return rows, {"perceive_s": perceive_s, "regions": {k: len(v[0].regions) for k, v in scenes.items()}}
 
 
-def load_times(adapter: str, threads: int, repeats: int = 5) -> dict:
+def load_times(adapter: str, threads: int, repeats: int = 20) -> dict:
     """Load time of the base model alone and with the adapter, alternated side by side (the file cache
-    warm for both), medians in seconds; ``adapter_adds`` is their difference as a fraction of the base."""
+    warm for both; which loads first swaps every repeat, as the first of a pair runs slower), medians
+    in seconds; ``adapter_adds`` is their difference as a fraction of the base."""
     from gear_edge.deduce.llm import LocalLLM
 
     base, tuned = [], []
-    for _ in range(repeats):
-        for lora, out in ((None, base), (adapter, tuned)):
+    LocalLLM(threads=threads, lora_path=adapter, max_cached_scenes=0)  # warm-up: file cache, sha256 check
+    for rep in range(repeats):
+        pair = [(None, base), (adapter, tuned)]
+        for lora, out in (pair if rep % 2 == 0 else pair[::-1]):
             t0 = time.perf_counter()
             llm = LocalLLM(threads=threads, lora_path=lora, max_cached_scenes=0)
             out.append(time.perf_counter() - t0)

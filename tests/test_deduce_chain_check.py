@@ -74,3 +74,78 @@ def test_a_target_the_scene_contradicts_is_dropped_with_the_reason(scene):
     # of two targets, only the contradicted one goes
     llm = RecordingLLM(json.dumps({"steps": ["noun box: R3, R4", "colour green: R3, R4"], "targets": ["R3", "R4"]}))
     assert DirectDeducer(llm).deduce(scene, "the green boxes").targets == [3]
+
+
+def test_caption_and_text_claims_are_checked_against_the_region(scene):
+    import copy
+
+    s = copy.deepcopy(scene)
+    s.regions[2].caption = "a green cardboard box"
+    s.regions[3].text = ["MAX 3"]
+    steps = ["caption of R3: 'a green box': a box affords hold",  # every word in R3's caption
+             "caption of R3: 'a kitchen knife'",                  # not R3's caption
+             "caption of R1: 'a ring'",                           # R1 has no caption
+             "text read on R4: 'max'",                            # read on R4 (case does not matter)
+             "text read on R3: 'MAX'"]                            # R3 reads nothing
+    assert contradicted(s, steps) == [Contradiction(1, "caption 'a kitchen knife'", 3),
+                                      Contradiction(2, "caption 'a ring'", 1), Contradiction(4, "text 'MAX'", 3)]
+
+
+def test_shape_nouns_and_plurals_in_claims_read_as_the_noun(scene):
+    # R3 is rectangular, R1 a ring: "shape triangle" / "noun triangles" are false of both; "noun boxes" true of R3
+    assert contradicted(scene, ["shape triangle: R3", "noun triangles: R1", "noun boxes: R3", "shape rings: R1"]) == [
+        Contradiction(0, "shape triangle", 3), Contradiction(1, "noun triangles", 1)]
+
+
+def test_ranking_steps_are_recomputed_on_their_listed_ids(scene):
+    from gear_edge.deduce.chain_check import Recomputed, recomputed
+
+    area = {r.id: r.area for r in scene.regions}
+    assert area[3] > area[1] > area[4] > area[2]  # green box, blue ring, yellow box, red dot
+    steps = [
+        "largest of R1, R2, R4: R4",             # the ring is larger than the yellow box
+        "largest of R1, R2, R3: R3",             # true
+        "smallest of R1, R2, R3, second: R3",    # by area R2, R1, R3: the second smallest is R1
+        "rightmost of R1, R3: R1",               # the green box is right of the ring
+        "closest to the left edge of R1, R3: R3",
+        "from the left: R3, R1", "number 1: R3",  # the model's own order is wrong: R1 is further left
+        "from the left: R1, R3", "number 3: R3",  # no third: nothing to recompute
+        "tallest of R1, R3: R1", "leftmost of R7, R9: R9",  # not a known ranking / no scene ids
+    ]
+    assert recomputed(scene, steps) == [
+        Recomputed(0, "largest of R1, R2, R4", (1, 4, 2), 4, 1),
+        Recomputed(2, "smallest of R1, R2, R3, second", (2, 1, 3), 3, 1),
+        Recomputed(3, "rightmost of R1, R3", (3, 1), 1, 3),
+        Recomputed(4, "closest to the left edge of R1, R3", (1, 3), 3, 1),
+        Recomputed(6, "number 1 from the left of R3, R1", (1, 3), 3, 1),
+    ]
+
+
+def test_a_wrong_ranking_result_is_replaced_by_the_scenes(scene):
+    llm = RecordingLLM(json.dumps({"steps": ["noun box: R3, R4", "smaller of R3, R4: R3"], "targets": ["R3"]}))
+    a = DirectDeducer(llm).deduce(scene, "the smaller box")
+    assert a.targets == [4]
+    check = [s for s in a.steps if s.text.startswith("check:")]
+    assert [s.text for s in check] == ["check: smaller of R3, R4 is R4, not R3 (the scene ranks them R4, R3); answer R4"]
+    assert check[0].kept == [4]
+    assert DirectDeducer(llm, check_steps=False).deduce(scene, "the smaller box").targets == [3]
+    # a ranking the answer does not rest on changes nothing
+    llm = RecordingLLM(json.dumps({"steps": ["smaller of R3, R4: R3", "colour red: R2"], "targets": ["R2"]}))
+    assert DirectDeducer(llm).deduce(scene, "the red dot").targets == [2]
+
+
+def test_a_ranking_ranges_over_the_objects_the_chain_did_not_refute(scene):
+    import copy
+
+    from gear_edge.deduce.chain_check import Recomputed, recomputed
+
+    # one listed id: a relation claim, not a ranking; a pool cut to one id ranks nothing
+    assert recomputed(scene, ["right of R3: R1", "largest of R1, R3: R1"], excluded={3}) == []
+    # the chain said R3 is a ring (false): the largest of the rest is R1, as stated
+    assert recomputed(scene, ["largest of R1, R2, R3: R1"], excluded={3}) == []
+    assert recomputed(scene, ["largest of R1, R2, R3: R1"]) == [Recomputed(0, "largest of R1, R2, R3", (3, 1, 2), 1, 3)]
+    # the support is never a ranking's answer, even when the model lists it
+    s = copy.deepcopy(scene)
+    s.regions[2].role = "support"
+    assert recomputed(s, ["largest of R1, R2, R3: R1"]) == []
+    assert recomputed(s, ["largest of R2, R3, R4: R3"]) == [Recomputed(0, "largest of R2, R4", (4, 2), 3, 4)]

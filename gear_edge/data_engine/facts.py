@@ -46,6 +46,15 @@ POSITION_PHRASES = {
     "top": ("at the top", (None, "top")),
     "bottom": ("at the bottom", (None, "bottom")),
 }
+# rankings the writer asks about and the direct deducer's chain check recomputes: word -> (key, descending)
+SUPERLATIVES = {
+    "largest": ("area", True), "smallest": ("area", False), "leftmost": ("x", False), "rightmost": ("x", True),
+    "topmost": ("y", False), "lowest": ("y", True), "brightest": ("brightness", True), "darkest": ("brightness", False),
+}
+ORDINAL_SIDES = {"left": ("x", False), "right": ("x", True), "top": ("y", False), "bottom": ("y", True)}
+PAIR_COMPARATIVES = {"bigger": ("area", True), "larger": ("area", True), "smaller": ("area", False),
+                     "left": ("x", False), "right": ("x", True)}
+EDGE_KEYS = {"left": "x0", "right": "x1", "top": "y0", "bottom": "y1"}  # distance to that image side
 KIND_ORDER = ("colour", "size", "shape", "noun", "holes", "brightness", "texture", "position")
 # kinds never combined in one description: "bright red" reads as a shade of red, not a bright object;
 # a shape noun already says the shape ("the round disc")
@@ -202,6 +211,28 @@ class SceneFacts(SceneIndex):
             if found:
                 return found
         return []
+
+    # ---- rankings ------------------------------------------------------------------------------
+
+    def rank_value(self, i: int, key: str) -> float:
+        """Region i's value under a ranking ``key``: "area" (px), "x" / "y" (centroid, px, image
+        frame: x right, y down) or "brightness" (0..1)."""
+        if key == "area":
+            return self.area(i)
+        if key == "x":
+            return self.centroid(i)[0]
+        if key == "y":
+            return self.centroid(i)[1]
+        return float(self.attr(i, "brightness", 0.0) or 0.0)
+
+    def edge_distance(self, i: int, key: str) -> float:
+        """Distance (px) of region i's bounding box to one image side (``key`` of EDGE_KEYS' values)."""
+        x0, y0, bw, bh = self.regions[i].bbox
+        return {"x0": x0, "y0": y0, "x1": self.w - (x0 + bw), "y1": self.h - (y0 + bh)}[key]
+
+    def ranked(self, pool: Iterable[int], key: str, descending: bool) -> list[int]:
+        """``pool`` ordered by :meth:`rank_value` (ties by id)."""
+        return sorted(pool, key=lambda i: (-self.rank_value(i, key) if descending else self.rank_value(i, key), i))
 
     # ---- relations -----------------------------------------------------------------------------
 

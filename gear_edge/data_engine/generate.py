@@ -20,7 +20,10 @@ from itertools import combinations
 from typing import Callable, Iterable
 
 from gear_edge.data_engine.base import Candidate, normalise_question
-from gear_edge.data_engine.facts import COLOURS, HEADS, Atom, Description, SceneFacts, plural_of
+from gear_edge.data_engine.facts import (
+    COLOURS, EDGE_KEYS, HEADS, ORDINAL_SIDES, PAIR_COMPARATIVES, SUPERLATIVES, Atom, Description, SceneFacts,
+    plural_of,
+)
 from gear_edge.data_engine.taxonomy import (
     ABSENT, AFFORDANCE, ATTRIBUTE, CLASSES, COMPARISON, IDENTITY, MULTI_TARGET, PART_WHOLE, SPATIAL,
 )
@@ -56,16 +59,8 @@ RELATION_WORDS = {
     "touching": ("touching",),
 }
 ABSENT_RELATIONS = ("left_of", "right_of", "above", "below", "inside")
-SUPERLATIVES = {  # word -> (key, descending)
-    "largest": ("area", True), "smallest": ("area", False), "leftmost": ("x", False), "rightmost": ("x", True),
-    "topmost": ("y", False), "lowest": ("y", True), "brightest": ("brightness", True), "darkest": ("brightness", False),
-}
-ORDINAL_SIDES = {"left": ("x", False), "right": ("x", True), "top": ("y", False), "bottom": ("y", True)}
 ORDINAL_WORDS = {1: ("first", "1st"), 2: ("second", "2nd"), 3: ("third", "3rd"), 4: ("fourth", "4th")}
-PAIR_COMPARATIVES = {"bigger": ("area", True), "larger": ("area", True), "smaller": ("area", False),
-                     "left": ("x", False), "right": ("x", True)}
 EXCEPT_WORDS = ("except", "apart from", "but not", "other than")
-EDGE_KEYS = {"left": "x0", "right": "x1", "top": "y0", "bottom": "y1"}  # distance to that image side
 EDGE_PHRASES = ("closest to", "nearest", "nearest to")
 EDGE_NAMES = ("the {edge} edge", "the {edge} of the image", "the {edge} side")
 AREA_MARGIN = 1.25  # the largest must be this much larger than the runner-up
@@ -315,21 +310,12 @@ def gen_multi(ctx: _Ctx) -> list[Candidate]:
 
 
 def _key(f: SceneFacts, key: str) -> Callable[[int], float]:
-    if key == "area":
-        return f.area
-    if key == "x":
-        return lambda i: f.centroid(i)[0]
-    if key == "y":
-        return lambda i: f.centroid(i)[1]
-    return lambda i: float(f.attr(i, "brightness", 0.0) or 0.0)
+    return lambda i: f.rank_value(i, key)
 
 
 def _edge_key(f: SceneFacts, key: str) -> Callable[[int], float]:
     """Distance (px) of a region's bounding box to one image side."""
-    def k(i: int) -> float:
-        x0, y0, bw, bh = f.regions[i].bbox
-        return {"x0": x0, "y0": y0, "x1": f.w - (x0 + bw), "y1": f.h - (y0 + bh)}[key]
-    return k
+    return lambda i: f.edge_distance(i, key)
 
 
 def _clear_winner(f: SceneFacts, key: str, ranked: list[int], rank: int = 1) -> bool:

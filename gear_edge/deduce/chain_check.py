@@ -9,7 +9,20 @@ on it, :mod:`gear_edge.data_engine.deducer_data`), the same layout as the scene-
     on top of R1: R3, R4        (R3 and R4 are on top of R1)
 
 Each such step claims a fact of each listed region; :func:`contradicted` returns the regions whose
-claimed fact the scene denies (the direct deducer drops such targets and quotes the scene). The semantics of each word are the
+claimed fact the scene denies (the direct deducer drops such targets and quotes the scene). So do
+the writer's caption and text steps (``caption of R3: 'a red mug'``, ``text read on R4: 'MAX'``:
+false when the region has no such caption or text).
+
+Ranking steps state an operation and its operands as well as a result::
+
+    leftmost of R4, R5, R7: R4            (a superlative or pair comparative over the listed ids)
+    largest of R2, R3, R6, second: R3
+    closest to the top edge of R1, R2: R2
+    from the left: R3, R4, R5 / number 2: R4   (an ordinal: the listed ids ranked, then the k-th)
+
+:func:`recomputed` runs the operation on the listed ids with the scene's exact values (the writer's
+own rankings) and returns the steps whose stated result differs (the direct deducer replaces that
+result among its targets: the model chose the operation, the scene decides its outcome). The semantics of each word are the
 data engine's (:class:`gear_edge.data_engine.facts.SceneFacts`, which read the vocabulary), so a
 claim is false exactly when the writer would never have written it. Steps in any other form (free
 text, "left: R6", "count: 3", a word outside the vocabulary) claim nothing checkable and are ignored.
@@ -18,10 +31,12 @@ text, "left: R6", "count: 3", a word outside the vocabulary) claim nothing check
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gear_edge.data_engine.facts import (
-    BRIGHTNESS_WORDS, NOUN_WORDS, POSITION_PHRASES, SHAPE_WORDS, SIZE_WORDS, TEXTURE_WORDS, Atom, SceneFacts,
+    BRIGHTNESS_WORDS, EDGE_KEYS, NOUN_WORDS, ORDINAL_SIDES, PAIR_COMPARATIVES, POSITION_PHRASES, SHAPE_WORDS,
+    SIZE_WORDS, SUPERLATIVES, TEXTURE_WORDS, Atom, SceneFacts,
 )
 from gear_edge.types import Scene
 from gear_edge.vocabulary import COLOURS
@@ -38,6 +53,13 @@ _WORDS = {
 }
 _STEP = re.compile(r"^\s*(?P<claim>[a-z][a-zA-Z0-9\- ,]*?)\s*:\s*(?P<ids>(?:R\d+)(?:\s*,\s*R\d+)*)\s*$")
 _REL = re.compile(r"^(?P<rel>[a-z ]+?) R(?P<ref>\d+)$")
+_IDS = r"R\d+(?:\s*,\s*R\d+)*"
+# the writer's quoted steps (deducer_data writes its double quotes as single ones)
+_QUOTED = re.compile(r"^\s*(?P<what>caption of|text read on) R(?P<id>\d+)\s*:\s*'(?P<text>[^']*)'")
+_RANK = re.compile(rf"^\s*(?P<word>[a-z]+) of (?P<pool>{_IDS})(?P<second>\s*,\s*second)?\s*:\s*R(?P<x>\d+)\s*$")
+_EDGE = re.compile(rf"^\s*closest to the (?P<edge>[a-z]+) edge of (?P<pool>{_IDS})\s*:\s*R(?P<x>\d+)\s*$")
+_SIDE = re.compile(rf"^\s*from the (?P<side>[a-z]+)\s*:\s*(?P<pool>{_IDS})\s*$")
+_NUMBER = re.compile(r"^\s*number (?P<k>\d+)\s*:\s*R(?P<x>\d+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -49,15 +71,54 @@ class Contradiction:
     region: int
 
 
+@dataclass(frozen=True)
+class Recomputed:
+    """Step ``step`` ranks ``pool`` (``claim``: the operation as written) and states ``region`` as the
+    result, but the scene's values make it ``correct``."""
+
+    step: int
+    claim: str
+    pool: tuple[int, ...]
+    region: int
+    correct: int
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[0-9a-z]+", text.lower())
+
+
+def _ids(text: str, facts: SceneFacts) -> tuple[int, ...]:
+    """The listed ids, first occurrence each, those of the scene only."""
+    ids = dict.fromkeys(int(t.strip()[1:]) for t in text.split(","))
+    return tuple(i for i in ids if i in facts.regions)
+
+
 def _atoms(text: str) -> list[Atom] | None:
     """'noun box, colour blue' -> atoms; None when any part is not a known kind + word."""
     out = []
     for part in text.split(","):
         kind, _, word = part.strip().partition(" ")
-        if kind not in _WORDS or word.strip() not in _WORDS[kind]:
+        atom = _atom(kind, word.strip())
+        if atom is None:
             return None
-        out.append(Atom(kind, word.strip()))
+        out.append(atom)
     return out or None
+
+
+def _atom(kind: str, word: str) -> Atom | None:
+    """The atom a step's "<kind> <word>" claims: plurals read as their noun ("noun triangles"), and
+    a shape noun under "shape" as the noun ("shape triangle": a triangular region); None when not
+    a known kind + word."""
+    if kind not in _WORDS:
+        return None
+    for w in (word, word[:-1] if word.endswith("s") else None, word[:-2] if word.endswith("es") else None):
+        if w is None:
+            continue
+        if w in _WORDS[kind] and (w == word or kind in ("noun", "shape")):
+            return Atom(kind, w)
+        if kind == "shape" and w in _WORDS["noun"]:
+            return Atom("noun", w)
+    return None
 
 
 def contradicted(scene: Scene, steps: list[str]) -> list[Contradiction]:
@@ -66,6 +127,12 @@ def contradicted(scene: Scene, steps: list[str]) -> list[Contradiction]:
     facts = SceneFacts(scene)
     out: list[Contradiction] = []
     for k, step in enumerate(steps):
+        q = _QUOTED.match(step)
+        if q:
+            i = int(q["id"])
+            if i in facts.regions and not _says(facts, i, q["what"], q["text"]):
+                out.append(Contradiction(k, f"{q['what'].split()[0]} '{q['text']}'", i))
+            continue
         m = _STEP.match(step)
         if not m:
             continue
@@ -87,4 +154,57 @@ def contradicted(scene: Scene, steps: list[str]) -> list[Contradiction]:
             for i in ids:
                 if not facts.holds(i, rel, ref):
                     out.append(Contradiction(k, claim, i))
+    return out
+
+
+def _says(facts: SceneFacts, i: int, what: str, text: str) -> bool:
+    """Whether region i's caption (``what`` "caption of") or read text holds every word of ``text``."""
+    have = facts.caption(i) or "" if what == "caption of" else " ".join(facts.texts(i))
+    want, got = _words(text), set(_words(have))
+    return bool(have.strip()) and all(w in got for w in want)
+
+
+def recomputed(scene: Scene, steps: list[str], excluded: Iterable[int] = ()) -> list[Recomputed]:
+    """Every ranking step whose stated result is not what its operation gives on its listed ids.
+
+    A ranking ranges over objects (the writer's and the executor's rule): support and background
+    regions in a listed pool are left out, as are ``excluded`` ids (those the chain's own claims are
+    false of, :func:`contradicted`: a pool built from a false "noun box: ..." loses that region).
+    Pools of fewer than two ids rank nothing (the writer ranks two or more; "right of R3: R5" is a
+    relation claim)."""
+    facts = SceneFacts(scene)
+    objects, excluded = set(facts.ids), set(excluded)
+
+    def pool_of(text: str) -> tuple[int, ...]:
+        return tuple(i for i in _ids(text, facts) if i in objects and i not in excluded)
+
+    out: list[Recomputed] = []
+    for k, step in enumerate(steps):
+        ranked: list[int] | None = None
+        claim = ""
+        m = _RANK.match(step)
+        e = _EDGE.match(step)
+        if m and (m["word"] in SUPERLATIVES or m["word"] in PAIR_COMPARATIVES):
+            key, desc = SUPERLATIVES.get(m["word"]) or PAIR_COMPARATIVES[m["word"]]
+            pool = pool_of(m["pool"])
+            ranked = facts.ranked(pool, key, desc)
+            rank, x = (2 if m["second"] else 1), int(m["x"])
+            claim = f"{m['word']} of {', '.join(f'R{i}' for i in pool)}" + (", second" if m["second"] else "")
+        elif e and e["edge"] in EDGE_KEYS:
+            pool = pool_of(e["pool"])
+            ranked = sorted(pool, key=lambda i: (facts.edge_distance(i, EDGE_KEYS[e["edge"]]), i))
+            rank, x = 1, int(e["x"])
+            claim = f"closest to the {e['edge']} edge of {', '.join(f'R{i}' for i in pool)}"
+        elif (s := _SIDE.match(step)) and s["side"] in ORDINAL_SIDES and k + 1 < len(steps):
+            n = _NUMBER.match(steps[k + 1])
+            if n:
+                key, desc = ORDINAL_SIDES[s["side"]]
+                pool = pool_of(s["pool"])
+                ranked = facts.ranked(pool, key, desc)
+                rank, x, k = int(n["k"]), int(n["x"]), k + 1
+                claim = f"number {rank} from the {s['side']} of {', '.join(f'R{i}' for i in pool)}"
+        if not ranked or len(ranked) < 2 or not 1 <= rank <= len(ranked) or x not in facts.regions:
+            continue
+        if ranked[rank - 1] != x:
+            out.append(Recomputed(k, claim, tuple(ranked), x, ranked[rank - 1]))
     return out

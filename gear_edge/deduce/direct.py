@@ -40,7 +40,8 @@ class DirectDeducer:
     two-stage. ``last_generations`` holds the LLM calls of the latest :meth:`deduce` (for benchmarks).
     ``check_steps``: the facts the model states in its final steps ("colour red: R3") are checked
     against the scene (:mod:`gear_edge.deduce.chain_check`); a target the scene contradicts is dropped,
-    and the chain says what the scene says instead.
+    and the chain says what the scene says instead; a ranking step whose result the scene's values
+    contradict ("leftmost of R4, R5: R4" when R5 is further left) has its result replaced.
     """
 
     llm: LocalLLM | None = None
@@ -130,18 +131,24 @@ class DirectDeducer:
 
     def _checked(self, by_id: dict[int, Region], scene: Scene, model_steps: list[str], targets: list[int],
                  steps: list[LogicStep]) -> list[int]:
-        """``targets`` less those a model step states a false fact of; one chain step per contradiction."""
-        from gear_edge.deduce.chain_check import contradicted
+        """``targets`` less those a model step states a false fact of, and with the result of each
+        ranking step the scene ranks otherwise replaced by the scene's; one chain step for each."""
+        from gear_edge.deduce.chain_check import contradicted, recomputed
 
         wrong = contradicted(scene, model_steps)
-        if not wrong:
-            return targets
         dropped = {c.region for c in wrong if c.region in targets}
         kept = [t for t in targets if t not in dropped]
         for c in wrong:
             fate = "dropped" if c.region in dropped else "not a target"
             steps.append(LogicStep(f"check: the scene does not say R{c.region} is {c.claim} ({fate}); it says "
                                    f"R{c.region}: {region_phrase(by_id[c.region])}", kept))
+        for r in recomputed(scene, model_steps, excluded={c.region for c in wrong}):
+            if r.region not in kept:
+                continue  # a ranking the answer does not rest on (or a dropped target)
+            kept = list(dict.fromkeys(r.correct if t == r.region else t for t in kept))
+            order = ", ".join(f"R{i}" for i in r.pool)
+            steps.append(LogicStep(f"check: {r.claim} is R{r.correct}, not R{r.region} (the scene ranks them "
+                                   f"{order}); answer R{r.correct}", kept))
         return kept
 
     def _final_schema(self, regions: Sequence[Region]):
