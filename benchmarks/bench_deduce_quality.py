@@ -168,6 +168,8 @@ def run_variant(deducer, todo: list[BCase]) -> list[dict]:
             "ok": list(ans.targets) == want, "ms": ms, "prompt_tokens": ans.prompt_tokens,
             "completion_tokens": ans.completion_tokens,
             "reached_llm": any(s.startswith("LLM (") for s in steps), "steps": steps,
+            # direct mode: the model's own targets, before the chain check ran its steps on the scene
+            **({"model_got": list(ans.meta["model_targets"])} if "model_targets" in ans.meta else {}),
             **{k: ans.timings[k] for k in ("llm_prefix_ms", "llm_suffix_ms", "llm_decode_ms") if k in ans.timings},
             # how each LLM call got its scene prefix: "miss"/"off" evaluated it, "live"/"restored" reused it
             "llm_cache": [g.cache for g in getattr(deducer, "last_generations", None) or []],
@@ -265,6 +267,16 @@ def summarize(rows: list[dict], subset: set[int] | None = None) -> dict:
         "prompt_tokens_mean": float(np.mean([r["prompt_tokens"] for r in rows])) if rows else 0.0,
         "completion_tokens_mean": float(np.mean([r["completion_tokens"] for r in rows])) if rows else 0.0,
     }
+    if any("model_got" in r for r in rows):  # direct mode: the model alone, without the chain check
+        ok = [r.get("model_got", r["got"]) == r["want"] for r in rows]  # (a refused query has no model answer)
+        cat = defaultdict(lambda: [0, 0])
+        for r, good in zip(rows, ok):
+            cat[r["category"]][0] += good
+            cat[r["category"]][1] += 1
+        out["model_alone"] = {"correct": sum(ok), "total": len(rows), "accuracy": sum(ok) / len(rows),
+                              "per_category": {k: v[0] / v[1] for k, v in cat.items()},
+                              "fixed_by_check": sum(r["ok"] and not g for r, g in zip(rows, ok)),
+                              "broken_by_check": sum(g and not r["ok"] for r, g in zip(rows, ok))}
     absent = [r for r in rows if not r["want"]]  # nothing fits: the right answer is "nothing"
     out["absent_answered_nothing"] = {"correct": sum(not r["got"] for r in absent), "total": len(absent),
                                       "accuracy": sum(not r["got"] for r in absent) / len(absent) if absent else None}
@@ -363,9 +375,13 @@ def main(argv: list[str] | None = None) -> int:
             subtxt += (f" | LLM query p50 {lat['query']['p50_ms']:.0f} ms p90 {lat['query']['p90_ms']:.0f} ms"
                        + (f", scene prefix p50 {pre['p50_ms']:.0f} ms ({lat['scene_prefixes_evaluated']}x)" if pre else ""))
         print(f"{k}: {s['correct']}/{s['total']} = {s['accuracy']:.1%}{subtxt}\n   {cats}")
+        if "model_alone" in s:
+            m = s["model_alone"]
+            print(f"   the model alone (no chain check): {m['correct']}/{m['total']} = {m['accuracy']:.1%}; "
+                  f"the check fixed {m['fixed_by_check']}, broke {m['broken_by_check']}")
     if adapter_load:
         print(f"load: base {adapter_load['base_s']:.3f} s, with adapter {adapter_load['with_adapter_s']:.3f} s "
-              f"(+{adapter_load['adapter_adds']:.1%})")
+              f"({adapter_load['adapter_adds']:+.1%})")
     if args.show_failures:
         for r in variants["program_llm_off"]:
             if not r["ok"]:

@@ -187,8 +187,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            doc="program mode asks the LLM to name objects: auto = a configured deduce.model, never "
                                "the default SmolLM2-135M (measured not to help)"),
         "llm_budget_ms": Key(int, 20_000, 50, 600_000, doc="time one program-mode LLM call may take, ms"),
-        "check_steps": Key(bool, True, doc="direct mode: drop a target the LLM's own steps state a false fact of "
-                                           "(\"colour red: R3\" where the scene says R3 is blue)"),
+        "check_steps": Key(bool, True, doc="direct mode: run the LLM's steps on the scene's exact facts when they "
+                                           "are in the data engine's layout (their result is the answer), else drop "
+                                           "a target a step states a false fact of (\"colour red: R3\" where R3 is "
+                                           "blue) and recompute its rankings"),
     },
 }
 # [engines.<model>]: per-model-family overrides of [engines] (gear_edge.engines.factory.MODELS), same keys;

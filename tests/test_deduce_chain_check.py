@@ -62,7 +62,8 @@ def test_a_target_the_scene_contradicts_is_dropped_with_the_reason(scene):
     texts = [s.text for s in a.steps]
     check = [t for t in texts if t.startswith("check:")]
     assert check == [f"check: the scene does not say R3 is colour brown (dropped); it says R3: "
-                     f"{region_phrase(scene.regions[2])}"] and "green" in check[0]
+                     f"{region_phrase(scene.regions[2])}",
+                     "check: the steps run on the scene give none, not R3; answer none"] and "green" in check[0]
     assert texts[-1].startswith("answer: nothing")
     assert DirectDeducer(llm, check_steps=False).deduce(scene, "the brown box").targets == [3]
     # a false claim about a region it did not pick changes nothing; true claims keep the target
@@ -122,7 +123,8 @@ def test_ranking_steps_are_recomputed_on_their_listed_ids(scene):
 
 
 def test_a_wrong_ranking_result_is_replaced_by_the_scenes(scene):
-    llm = RecordingLLM(json.dumps({"steps": ["noun box: R3, R4", "smaller of R3, R4: R3"], "targets": ["R3"]}))
+    # a free-text step keeps the chain from being run as a whole: the ranking alone is recomputed
+    llm = RecordingLLM(json.dumps({"steps": ["both are boxes", "smaller of R3, R4: R3"], "targets": ["R3"]}))
     a = DirectDeducer(llm).deduce(scene, "the smaller box")
     assert a.targets == [4]
     check = [s for s in a.steps if s.text.startswith("check:")]
@@ -149,3 +151,82 @@ def test_a_ranking_ranges_over_the_objects_the_chain_did_not_refute(scene):
     s.regions[2].role = "support"
     assert recomputed(s, ["largest of R1, R2, R3: R1"]) == []
     assert recomputed(s, ["largest of R2, R3, R4: R3"]) == [Recomputed(0, "largest of R2, R4", (4, 2), 3, 4)]
+
+
+def test_steps_in_the_writers_layout_are_run_on_the_scene(scene):
+    from gear_edge.deduce.chain_check import Execution, executed
+
+    # the right operations with wrong ids: a noun filter, a colour filter, a ranking
+    assert executed(scene, ["noun box: R1, R2", "colour yellow: R1"]) == Execution((4,), (1,), False)
+    assert executed(scene, ["noun box: R3, R4", "smaller of R3, R4: R3"]) == Execution((4,), (3,), False)
+    # a reference named by a description, then a relation to it and a narrowing within
+    assert executed(scene, ["reference colour blue: R3", "inside R3: R4"]) == Execution((2,), (4,), False)
+    assert executed(scene, ["reference colour yellow: R4", "on top of R4: R3"]) == Execution((), (3,), False)
+    assert executed(scene, ["reference colour green: R3", "colour yellow: R4",
+                            "none of them is on top of R3"]) == Execution((4,), (), True)
+    # exceptions, unions, conclusions
+    assert executed(scene, ["noun box: R3, R4", "except colour green: R3", "left: R4"]) == Execution((4,), (4,), False)
+    assert executed(scene, ["colour red: R2", "colour green: R3", "union: R2, R3"]) == Execution((2, 3), (2, 3), False)
+    assert executed(scene, ["colour red: R2", "noun box: R3", "none is both"]) == Execution((), (), True)
+    assert executed(scene, ["no region has any purple"]) == Execution((), (), True)
+    # outside the layout: nothing is run
+    assert executed(scene, ["no region has any red"]) is None  # false: R2 is red
+    assert executed(scene, ["colour red: R2", "the red one is small"]) is None
+    assert executed(scene, ["noun elephant: R2"]) is None
+    assert executed(scene, ["reference noun box: R1", "inside R1: R2"]) is None  # R1 is no box, and two are
+
+
+def test_the_run_replaces_the_answer_only_when_the_answer_is_the_chains(scene):
+    # answer = the last step's ids: the run decides (the yellow box, not the ring the model wrote)
+    llm = RecordingLLM(json.dumps({"steps": ["noun box: R1, R4", "colour yellow: R1"], "targets": ["R1"]}))
+    a = DirectDeducer(llm).deduce(scene, "the yellow box")
+    assert a.targets == [4]
+    assert "check: the steps run on the scene give R4, not R1; answer R4" in [s.text for s in a.steps]
+    # "nothing" after a false conclusion: the run finds the red dot in the ring
+    llm = RecordingLLM(json.dumps({"steps": ["reference colour blue: R1", "colour red: R2",
+                                             "none of them is inside R1"], "targets": []}))
+    assert DirectDeducer(llm).deduce(scene, "the red thing inside the blue ring").targets == [2]
+    # targets that are not the last step's ids: not the chain's answer, left to the checks
+    llm = RecordingLLM(json.dumps({"steps": ["noun box: R3, R4", "colour yellow: R4"], "targets": ["R3"]}))
+    assert DirectDeducer(llm).deduce(scene, "the yellow box").targets == [3]
+    assert DirectDeducer(llm, check_steps=False).deduce(scene, "the yellow box").targets == [3]
+
+
+def test_a_description_before_a_relation_or_exception_names_its_reference_or_part(scene):
+    from gear_edge.deduce.chain_check import Execution, executed
+
+    # "colour yellow: R4" describes the reference, not the answer: on top of it is nothing, and the
+    # yellow box is on the green one
+    assert executed(scene, ["colour green: R3", "on top of R3: R4"]) == Execution((4,), (4,), False)
+    assert executed(scene, ["colour blue: R1", "inside R1: R2"]) == Execution((2,), (2,), False)
+    # "everything but the red one": the red step names the part left out
+    assert executed(scene, ["colour red: R2", "except colour red: R2", "left: R1, R3, R4"]) == Execution(
+        (1, 3, 4), (1, 3, 4), False)
+
+
+def test_the_models_pick_stands_when_the_run_allows_it(scene):
+    # the steps leave a word out ("at the top on the left"): the run gives both boxes, the model's
+    # pick is one of them and stays
+    llm = RecordingLLM(json.dumps({"steps": ["noun box: R4"], "targets": ["R4"]}))
+    a = DirectDeducer(llm).deduce(scene, "the small box")
+    assert a.targets == [4] and not any(s.text.startswith("check:") for s in a.steps)
+    # a pick the run excludes is replaced
+    llm = RecordingLLM(json.dumps({"steps": ["noun box: R1"], "targets": ["R1"]}))
+    assert DirectDeducer(llm).deduce(scene, "the small box").targets == [3, 4]
+
+
+def test_a_false_premise_or_an_affordance_the_vocabulary_denies_stops_the_run(scene):
+    import copy
+
+    from gear_edge.deduce.chain_check import Execution, executed
+
+    s = copy.deepcopy(scene)
+    s.regions[2].caption, s.regions[3].caption = "a roll of tape", "a kitchen knife"
+    size4 = s.regions[3].attributes["size"]
+    other = "huge" if size4 != "huge" else "tiny"
+    assert executed(s, [f"R4 is {other} (2.0% of the image): graspable", f"size {other}: R4"]) is None
+    assert executed(s, [f"R4 is {size4} (2.0% of the image): graspable", "noun box: R4"]) == Execution((3, 4), (4,), False)
+    # the caption is found where it is; the purpose must be one the vocabulary gives that caption's noun
+    assert executed(s, ["caption of R1: 'a kitchen knife': a knife affords cut"]) == Execution((4,), (1,), False)
+    assert executed(s, ["caption of R3: 'a roll of tape': a tape affords eat"]) == Execution((), (3,), False)
+    assert executed(s, ["caption of R3: 'a roll of tape': a tape slicer"]) is None

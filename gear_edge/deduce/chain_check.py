@@ -22,7 +22,12 @@ Ranking steps state an operation and its operands as well as a result::
 
 :func:`recomputed` runs the operation on the listed ids with the scene's exact values (the writer's
 own rankings) and returns the steps whose stated result differs (the direct deducer replaces that
-result among its targets: the model chose the operation, the scene decides its outcome). The semantics of each word are the
+result among its targets: the model chose the operation, the scene decides its outcome).
+
+:func:`executed` goes further when every step is in the writer's layout: it runs the whole chain as a
+program (descriptions narrow, references name, relations, exceptions, unions, rankings, captions,
+conclusions) on the scene's facts, so the model's words decide the operations and the scene decides
+which ids they give (the model often writes the right words with the wrong ids). The semantics of each word are the
 data engine's (:class:`gear_edge.data_engine.facts.SceneFacts`, which read the vocabulary), so a
 claim is false exactly when the writer would never have written it. Steps in any other form (free
 text, "left: R6", "count: 3", a word outside the vocabulary) claim nothing checkable and are ignored.
@@ -39,7 +44,7 @@ from gear_edge.data_engine.facts import (
     SIZE_WORDS, SUPERLATIVES, TEXTURE_WORDS, Atom, SceneFacts,
 )
 from gear_edge.types import Scene
-from gear_edge.vocabulary import COLOURS
+from gear_edge.vocabulary import COLOURS, caption_affordance
 
 # step prefixes the writer puts before a description (its role in the chain, not a fact)
 _ROLES = ("reference", "whole", "part", "except")
@@ -56,6 +61,9 @@ _REL = re.compile(r"^(?P<rel>[a-z ]+?) R(?P<ref>\d+)$")
 _IDS = r"R\d+(?:\s*,\s*R\d+)*"
 # the writer's quoted steps (deducer_data writes its double quotes as single ones)
 _QUOTED = re.compile(r"^\s*(?P<what>caption of|text read on) R(?P<id>\d+)\s*:\s*'(?P<text>[^']*)'")
+# the whole step as the writer lays it out (a caption may end in ": a <noun> affords <purpose>")
+_QUOTED_STEP = re.compile(_QUOTED.pattern + r"(?:\s*:\s*a (?P<noun>[a-z ]+?) affords (?P<purpose>[a-z ]+?))?\s*$")
+_GRASP = re.compile(r"^\s*R(?P<id>\d+) is (?P<size>[a-z]+) \([^)]*\)\s*:\s*graspable\s*$")
 _RANK = re.compile(rf"^\s*(?P<word>[a-z]+) of (?P<pool>{_IDS})(?P<second>\s*,\s*second)?\s*:\s*R(?P<x>\d+)\s*$")
 _EDGE = re.compile(rf"^\s*closest to the (?P<edge>[a-z]+) edge of (?P<pool>{_IDS})\s*:\s*R(?P<x>\d+)\s*$")
 _SIDE = re.compile(rf"^\s*from the (?P<side>[a-z]+)\s*:\s*(?P<pool>{_IDS})\s*$")
@@ -208,3 +216,162 @@ def recomputed(scene: Scene, steps: list[str], excluded: Iterable[int] = ()) -> 
         if ranked[rank - 1] != x:
             out.append(Recomputed(k, claim, tuple(ranked), x, ranked[rank - 1]))
     return out
+
+
+# ---- executing the steps ------------------------------------------------------------------------
+
+_NEGATIVE = re.compile(r"^\s*(none is both|none of them is (?P<rel>[a-z ]+?) R(?P<ref>\d+)|no region fits)\s*$")
+_ABSENT_COLOUR = re.compile(r"^\s*no region has any (?P<c>[a-z]+)\s*$")
+_COMMENT = re.compile(r"^\s*(no other (caption names|region reads) it|count: \d+)\s*$")
+_RESULT = re.compile(rf"^\s*(left|found|both of them|union)\s*:\s*(?P<ids>{_IDS})\s*$")
+_REF = re.compile(rf"^\s*(?P<role>reference|whole)\s+(?P<desc>[^:]+?)\s*(\(\d+ px\))?\s*:\s*(?P<ids>{_IDS})\s*$")
+_COMPARATIVE = {"larger than": "larger_than", "smaller than": "smaller_than"}
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The model's steps run on the scene: ``targets`` (sorted ids) where its chain ends, and
+    ``stated`` the ids its last step wrote (what the model's targets should equal for the run to
+    stand in for them)."""
+
+    targets: tuple[int, ...]
+    stated: tuple[int, ...]
+    negative: bool  # the chain ends in a conclusion that nothing fits ("none is both", ...)
+
+
+def executed(scene: Scene, steps: list[str]) -> Execution | None:
+    """Runs the steps as the writer's program (:mod:`gear_edge.data_engine.generate`'s rationale
+    layout) on the scene's exact facts, or None when any step is outside that layout (free text with
+    ids, an unknown word, a reference that names no single region, a ranking past its pool).
+
+    Semantics (objects only, as the writer and the executor): a description step ("colour red: ...")
+    narrows the current set; "reference/whole <description>: R5" names the reference (the one region
+    it describes, else the stated one when it fits) without narrowing; "<relation> R5: ..." keeps the
+    objects of the current set in that relation to the reference (all objects when the current set
+    holds the reference: the steps before described it); "except <description>: ..." removes (from
+    all objects when every one so far is of that description: the steps before named the part);
+    "union: ..." joins the description steps before it, each on its own; rankings take the current
+    set's rank-th; caption / text steps keep the objects whose caption / text holds the words;
+    "none is both" / "none of them is <relation> R5" conclude on the current set."""
+    facts = SceneFacts(scene)
+    objects = list(facts.ids)
+    cur: list[int] = list(objects)
+    singles: list[set[int]] = []  # each description step's own set, for "union"
+    refs: dict[int, int] = {}  # stated reference id -> the scene's
+    stated: tuple[int, ...] = ()
+    negative = False
+
+    def ids_of(text: str) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(int(t.strip()[1:]) for t in text.split(",")))
+
+    for k, raw in enumerate(steps):
+        step = raw.strip()
+        negative = False
+        if _COMMENT.match(step) or (_NUMBER.match(step) and k > 0 and _SIDE.match(steps[k - 1].strip())):
+            continue  # commentary, or an ordinal's "number k" (run with its "from the <side>" step)
+        if (n := _NEGATIVE.match(step)):
+            if n["rel"]:
+                rel = _RELATIONS.get(n["rel"])
+                ref = refs.get(int(n["ref"]), int(n["ref"]))
+                if rel is None or ref not in facts.regions:
+                    return None
+                cur = [i for i in cur if facts.holds(i, rel, ref)]
+            stated, negative = (), True
+            continue
+        if (a := _ABSENT_COLOUR.match(step)):
+            if a["c"] not in _WORDS["colour"] or facts.atom_set(Atom("colour", a["c"])):
+                return None  # only "nothing is <colour>" when it is true stands
+            cur, stated, negative = [], (), True
+            continue
+        if (r := _RESULT.match(step)):
+            if step.startswith("union"):
+                cur = sorted(set().union(*singles)) if singles else cur
+            stated = ids_of(r["ids"])
+            continue
+        if (f := _REF.match(step)):
+            atoms = _atoms(f["desc"])
+            ids = ids_of(f["ids"])
+            if atoms is None or len(ids) != 1:
+                return None
+            match = [i for i in facts.ids if all(facts.holds_atom(i, x) for x in atoms)]
+            if ids[0] in match:
+                refs[ids[0]] = ids[0]
+            elif len(match) == 1:
+                refs[ids[0]] = match[0]
+            else:
+                return None
+            stated = ids
+            continue
+        if (g := _GRASP.match(step)):  # the grasp layout: "R7 is small (2.0% of the image): graspable"
+            i = int(g["id"])
+            if i not in facts.regions or facts.attr(i, "size") != g["size"]:
+                return None  # a false premise: the chain is not the scene's
+            continue
+        if _QUOTED.match(step):
+            q = _QUOTED_STEP.match(step)
+            if q is None:
+                return None
+            cur = [i for i in cur if _says(facts, i, q["what"], q["text"])]
+            if q["purpose"]:  # "...: a knife affords cut": only a caption the vocabulary says affords it
+                purpose = q["purpose"].strip().replace(" ", "_")
+                cur = [i for i in cur if caption_affordance(facts.caption(i), purpose)[0] > 0]
+            stated = (int(q["id"]),)
+            continue
+        m = _STEP.match(step)
+        if m is None:
+            return None
+        claim, ids = m["claim"].strip(), ids_of(m["ids"])
+        role, _, rest = claim.partition(" ")
+        except_ = role == "except" and bool(rest)
+        if role in _ROLES and rest:
+            claim = rest
+        atoms = _atoms(claim)
+        if atoms is not None:
+            have = {i for i in objects if all(facts.holds_atom(i, x) for x in atoms)}
+            if except_:
+                if cur and set(cur) <= have:  # the steps so far named the part to leave out
+                    cur = list(objects)
+                cur = [i for i in cur if i not in have]
+            else:
+                singles.append(have & set(objects))
+                cur = [i for i in cur if i in have]
+            stated = ids
+            continue
+        rel = _REL.match(claim)
+        if rel and (rel["rel"] in _RELATIONS or rel["rel"] in _COMPARATIVE):
+            name = _RELATIONS.get(rel["rel"]) or _COMPARATIVE[rel["rel"]]
+            ref = refs.get(int(rel["ref"]), int(rel["ref"]))
+            if ref not in facts.regions:
+                return None
+            if ref in cur:  # the steps so far described the reference ("colour red: R8", "on top of R8: ...")
+                cur = list(objects)
+            cur = [i for i in cur if facts.holds(i, name, ref)]
+            stated = ids
+            continue
+        if _RANK.match(step) or _SIDE.match(step) or _EDGE.match(step):
+            rank = _rank_step(facts, step, steps[k + 1] if k + 1 < len(steps) else None, cur)
+            if rank is None:
+                return None
+            cur, stated = rank
+            continue
+        return None
+    return Execution(tuple(sorted(cur)), tuple(stated), negative)
+
+
+def _rank_step(facts: SceneFacts, step: str, following: str | None, cur: list[int]):
+    """(new current set, stated ids) of a ranking step over the current set, or None."""
+    m, e, s = _RANK.match(step), _EDGE.match(step), _SIDE.match(step)
+    if m and (m["word"] in SUPERLATIVES or m["word"] in PAIR_COMPARATIVES):
+        key, desc = SUPERLATIVES.get(m["word"]) or PAIR_COMPARATIVES[m["word"]]
+        ranked, rank, x = facts.ranked(cur, key, desc), (2 if m["second"] else 1), int(m["x"])
+    elif e and e["edge"] in EDGE_KEYS:
+        ranked = sorted(cur, key=lambda i: (facts.edge_distance(i, EDGE_KEYS[e["edge"]]), i))
+        rank, x = 1, int(e["x"])
+    elif s and s["side"] in ORDINAL_SIDES and following is not None and (n := _NUMBER.match(following.strip())):
+        key, desc = ORDINAL_SIDES[s["side"]]
+        ranked, rank, x = facts.ranked(cur, key, desc), int(n["k"]), int(n["x"])
+    else:
+        return None
+    if not 1 <= rank <= len(ranked):
+        return None
+    return [ranked[rank - 1]], (x,)

@@ -97,7 +97,8 @@ class DirectDeducer:
         if steps:
             steps[-1] = LogicStep(steps[-1].text, list(dict.fromkeys(targets)))
         by_id = {r.id: r for r in scene.regions}
-        if self.check_steps and targets:
+        model_targets = sorted(dict.fromkeys(targets))  # the model's own answer, before the scene's checks
+        if self.check_steps:
             targets = self._checked(by_id, scene, final_steps, targets, steps)
         # the chain quotes the scene's own facts for each chosen region (not the model's paraphrase)
         for t in dict.fromkeys(targets):
@@ -125,23 +126,45 @@ class DirectDeducer:
         )
         if isinstance(identity, dict):
             answer.meta["llm"] = dict(identity)
+        answer.meta["model_targets"] = model_targets
         return answer
 
     # ---- internals ------------------------------------------------------------------------------
 
     def _checked(self, by_id: dict[int, Region], scene: Scene, model_steps: list[str], targets: list[int],
                  steps: list[LogicStep]) -> list[int]:
-        """``targets`` less those a model step states a false fact of, and with the result of each
-        ranking step the scene ranks otherwise replaced by the scene's; one chain step for each."""
-        from gear_edge.deduce.chain_check import contradicted, recomputed
+        """The targets as the scene decides them, one chain step for each change.
+
+        When the model's steps are all in the writer's layout and its targets are its last step's ids
+        (or none, after a "none is both"-style conclusion), the steps are run on the scene
+        (:func:`~gear_edge.deduce.chain_check.executed`) and their result is the answer unless it
+        includes every target the model chose (the steps may leave out a word of the query the model
+        used to choose among them: "position top: R4" for "the one at the top in the middle"). Otherwise
+        targets a step states a false fact of are dropped, and the result of each ranking step the
+        scene ranks otherwise is replaced by the scene's."""
+        from gear_edge.deduce.chain_check import contradicted, executed, recomputed
 
         wrong = contradicted(scene, model_steps)
+        run = executed(scene, model_steps)
+        if run is not None and not (set(run.stated) == set(targets) if targets else run.negative):
+            run = None  # the targets do not come from the chain's last step
+        if run is not None and targets and set(targets) <= set(run.targets):
+            run = None  # the run allows the model's pick (its steps may leave out words it read)
         dropped = {c.region for c in wrong if c.region in targets}
         kept = [t for t in targets if t not in dropped]
+        if run is not None:
+            kept = [t for t in run.targets]
         for c in wrong:
-            fate = "dropped" if c.region in dropped else "not a target"
+            fate = "dropped" if c.region in dropped and c.region not in kept else (
+                "not a target" if c.region not in targets else "kept: the steps run on the scene select it")
             steps.append(LogicStep(f"check: the scene does not say R{c.region} is {c.claim} ({fate}); it says "
                                    f"R{c.region}: {region_phrase(by_id[c.region])}", kept))
+        if run is not None:
+            if set(run.targets) != set(targets):
+                got = prompts.id_list(list(run.targets))
+                steps.append(LogicStep(f"check: the steps run on the scene give {got}, not "
+                                       f"{prompts.id_list(targets)}; answer {got}", list(run.targets)))
+            return list(run.targets)
         for r in recomputed(scene, model_steps, excluded={c.region for c in wrong}):
             if r.region not in kept:
                 continue  # a ranking the answer does not rest on (or a dropped target)
