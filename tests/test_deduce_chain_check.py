@@ -165,8 +165,8 @@ def test_steps_in_the_writers_layout_are_run_on_the_scene(scene):
     assert executed(scene, ["reference colour green: R3", "colour yellow: R4",
                             "none of them is on top of R3"]) == Execution((4,), (), True)
     # exceptions, unions, conclusions
-    assert executed(scene, ["noun box: R3, R4", "except colour green: R3", "left: R4"]) == Execution((4,), (4,), False)
-    assert executed(scene, ["colour red: R2", "colour green: R3", "union: R2, R3"]) == Execution((2, 3), (2, 3), False)
+    assert executed(scene, ["noun box: R3, R4", "except colour green: R3", "left: R4"]) == Execution((4,), (4,), False, True)
+    assert executed(scene, ["colour red: R2", "colour green: R3", "union: R2, R3"]) == Execution((2, 3), (2, 3), False, True)
     assert executed(scene, ["colour red: R2", "noun box: R3", "none is both"]) == Execution((), (), True)
     assert executed(scene, ["no region has any purple"]) == Execution((), (), True)
     # outside the layout: nothing is run
@@ -201,7 +201,7 @@ def test_a_description_before_a_relation_or_exception_names_its_reference_or_par
     assert executed(scene, ["colour blue: R1", "inside R1: R2"]) == Execution((2,), (2,), False)
     # "everything but the red one": the red step names the part left out
     assert executed(scene, ["colour red: R2", "except colour red: R2", "left: R1, R3, R4"]) == Execution(
-        (1, 3, 4), (1, 3, 4), False)
+        (1, 3, 4), (1, 3, 4), False, True)
 
 
 def test_the_models_pick_stands_when_the_run_allows_it(scene):
@@ -230,3 +230,49 @@ def test_a_false_premise_or_an_affordance_the_vocabulary_denies_stops_the_run(sc
     assert executed(s, ["caption of R1: 'a kitchen knife': a knife affords cut"]) == Execution((4,), (1,), False)
     assert executed(s, ["caption of R3: 'a roll of tape': a tape affords eat"]) == Execution((), (3,), False)
     assert executed(s, ["caption of R3: 'a roll of tape': a tape slicer"]) is None
+
+
+def test_stated_results_and_cut_off_rankings_are_run(scene):
+    from gear_edge.deduce.chain_check import Execution, executed
+
+    # "union: ..." / "both of them: ..." state the result: the run gives it even where the model
+    # copied only part of it into its targets
+    assert executed(scene, ["noun box: R3, R4", "both of them: R4"]) == Execution((3, 4), (4,), False, True)
+    llm = RecordingLLM(json.dumps({"steps": ["colour red: R2", "colour blue: R1", "union: R2, R1"], "targets": ["R2"]}))
+    assert DirectDeducer(llm).deduce(scene, "the red dot and the blue ring").targets == [1, 2]
+    # a superlative whose ids ran past the step's length: the operation is run on the current set
+    cut = "smallest of R1, R2, R3, R4, R1, R2, R3, R4, R1, R"
+    assert executed(scene, [cut]) == Execution((2,), (1, 2, 3, 4), False)
+    llm = RecordingLLM(json.dumps({"steps": [cut], "targets": ["R1", "R2", "R3", "R4"]}))
+    assert DirectDeducer(llm).deduce(scene, "the smallest thing").targets == [2]
+    assert executed(scene, [cut, "colour red: R2"]) is None  # not the last step: free text in the chain
+
+
+def test_position_synonyms_and_role_nouns_in_steps(scene):
+    import copy
+
+    from gear_edge.deduce.chain_check import Execution, executed
+
+    pos = {r.id: r.attributes["position"] for r in scene.regions}
+    assert pos[3] == "bottom-right"
+    want = tuple(sorted(i for i, p in pos.items() if p == "bottom-right"))
+    for words in ("bottom-right", "lower right", "lower-right"):
+        assert executed(scene, [f"position {words}: R1"]) == Execution(want, (1,), False)
+    assert contradicted(scene, ["position lower right: R1"]) == [Contradiction(0, "position lower right", 1)]
+    # "the table": the support, never an object
+    s = copy.deepcopy(scene)
+    s.regions[2].role = "support"
+    assert executed(s, ["noun table: R4"]) == Execution((3,), (4,), False)
+    assert executed(s, ["noun box: R3, R4"]) == Execution((4,), (3, 4), False)
+
+
+def test_union_and_left_are_results_only_in_the_writers_layout(scene):
+    from gear_edge.deduce.chain_check import Execution, executed
+
+    # descriptions of one target each, then "union": both; a narrowing of one group, then "union": the group
+    assert executed(scene, ["colour red: R2", "noun box: R3", "union: R2, R3"]) == Execution((2, 3, 4), (2, 3), False, True)
+    assert executed(scene, ["colour red: R2", "colour green: R3", "union: R2, R3"]) == Execution((2, 3), (2, 3), False, True)
+    assert executed(scene, ["noun boxes: R3, R4", "colour yellow: R3, R4", "union: R3, R4"]) == Execution(
+        (4,), (3, 4), False, True)
+    # "left: ..." without an exception is no stated result
+    assert executed(scene, ["noun box: R3, R4", "left: R3"]) == Execution((3, 4), (3,), False, False)

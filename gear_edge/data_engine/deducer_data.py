@@ -342,8 +342,10 @@ def evaluate_direct(examples: list[dict], deducer, *, limit: int = 0,
         answer = deducer.deduce(scene, ex["query"])
         got = sorted(int(t) for t in answer.targets)
         want = sorted(int(t) for t in ex["targets"])
+        own = answer.meta.get("model_targets")  # the model's answer before the direct deducer's chain check
         rows.append({"cls": ex["cls"], "template": ex.get("template", ""), "query": ex["query"],
-                     "want": want, "got": got, "ok": got == want})
+                     "want": want, "got": got, "ok": got == want,
+                     "model_got": None if own is None else sorted(int(t) for t in own)})
         if progress is not None and (k + 1) % 20 == 0:
             progress(f"{k + 1}/{len(todo)}: {sum(r['ok'] for r in rows)} right")
 
@@ -363,4 +365,6 @@ def evaluate_direct(examples: list[dict], deducer, *, limit: int = 0,
             "per_class": tally(lambda r: r["cls"]),
             "per_family": tally(lambda r: ".".join(r["template"].split(".")[:2])),
             "absent_answered_nothing": {"total": len(absent), "correct": sum(not r["got"] for r in absent)},
+            "model_alone": {"correct": sum(r["model_got"] == r["want"] for r in rows if r["model_got"] is not None),
+                            "total": sum(r["model_got"] is not None for r in rows)},
             "rows": rows}

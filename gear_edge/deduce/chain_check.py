@@ -44,7 +44,7 @@ from gear_edge.data_engine.facts import (
     SIZE_WORDS, SUPERLATIVES, TEXTURE_WORDS, Atom, SceneFacts,
 )
 from gear_edge.types import Scene
-from gear_edge.vocabulary import COLOURS, caption_affordance
+from gear_edge.vocabulary import COLOURS, EDGE_WORDS, ROLE_NOUNS, caption_affordance
 
 # step prefixes the writer puts before a description (its role in the chain, not a fact)
 _ROLES = ("reference", "whole", "part", "except")
@@ -119,6 +119,10 @@ def _atom(kind: str, word: str) -> Atom | None:
     a known kind + word."""
     if kind not in _WORDS:
         return None
+    if kind == "position":  # the vocabulary's edge words: "upper left" / "lower-right" / "middle"
+        parts = [EDGE_WORDS.get(p, "centre" if p in ("middle", "center") else p)
+                 for p in word.replace("-", " ").split()]
+        word = "-".join(parts)
     for w in (word, word[:-1] if word.endswith("s") else None, word[:-2] if word.endswith("es") else None):
         if w is None:
             continue
@@ -226,6 +230,8 @@ _COMMENT = re.compile(r"^\s*(no other (caption names|region reads) it|count: \d+
 _RESULT = re.compile(rf"^\s*(left|found|both of them|union)\s*:\s*(?P<ids>{_IDS})\s*$")
 _REF = re.compile(rf"^\s*(?P<role>reference|whole)\s+(?P<desc>[^:]+?)\s*(\(\d+ px\))?\s*:\s*(?P<ids>{_IDS})\s*$")
 _COMPARATIVE = {"larger than": "larger_than", "smaller than": "smaller_than"}
+# a superlative whose id list ran past the step's length (the model repeating ids): no stated result
+_CUT_RANK = re.compile(r"^\s*(?P<word>[a-z]+) of (?P<pool>R\d+(?:\s*,\s*R\d+)*)(?:\s*,\s*R?|\s*,?\s*\.\.\.)?\s*$")
 
 
 @dataclass(frozen=True)
@@ -237,6 +243,7 @@ class Execution:
     targets: tuple[int, ...]
     stated: tuple[int, ...]
     negative: bool  # the chain ends in a conclusion that nothing fits ("none is both", ...)
+    explicit: bool = False  # the chain ends in a stated result ("union: ...", "left: ...", "both of them: ...")
 
 
 def executed(scene: Scene, steps: list[str]) -> Execution | None:
@@ -250,23 +257,26 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
     objects of the current set in that relation to the reference (all objects when the current set
     holds the reference: the steps before described it); "except <description>: ..." removes (from
     all objects when every one so far is of that description: the steps before named the part);
-    "union: ..." joins the description steps before it, each on its own; rankings take the current
-    set's rank-th; caption / text steps keep the objects whose caption / text holds the words;
+    "union: ..." joins the description steps before it, each on its own, when each named one region
+    (else the narrowing stands); "left: ..." after an exception states its result; rankings take the current
+    set's rank-th; caption / text steps keep the objects whose caption / text holds the words; a
+    role noun ("noun table", "noun wall") gives the regions of that role;
     "none is both" / "none of them is <relation> R5" conclude on the current set."""
     facts = SceneFacts(scene)
     objects = list(facts.ids)
     cur: list[int] = list(objects)
-    singles: list[set[int]] = []  # each description step's own set, for "union"
+    singles: list[tuple[set[int], int]] = []  # each description step's own set and ids stated, for "union"
+    excepted = False
     refs: dict[int, int] = {}  # stated reference id -> the scene's
     stated: tuple[int, ...] = ()
-    negative = False
+    negative = explicit = False
 
     def ids_of(text: str) -> tuple[int, ...]:
         return tuple(dict.fromkeys(int(t.strip()[1:]) for t in text.split(",")))
 
     for k, raw in enumerate(steps):
         step = raw.strip()
-        negative = False
+        negative = explicit = False
         if _COMMENT.match(step) or (_NUMBER.match(step) and k > 0 and _SIDE.match(steps[k - 1].strip())):
             continue  # commentary, or an ordinal's "number k" (run with its "from the <side>" step)
         if (n := _NEGATIVE.match(step)):
@@ -284,9 +294,21 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
             cur, stated, negative = [], (), True
             continue
         if (r := _RESULT.match(step)):
-            if step.startswith("union"):
-                cur = sorted(set().union(*singles)) if singles else cur
-            stated = ids_of(r["ids"])
+            word = step.split(":")[0].strip()
+            if word == "union" and singles and all(n == 1 for _, n in singles):
+                # the writer's "X and Y": each description step named one region
+                cur = sorted(set().union(*(have for have, _ in singles)))
+            # "left: ..." is a result only after an exception ("except ...: ...", then what is left)
+            stated, explicit = ids_of(r["ids"]), word != "left" or excepted
+            continue
+        if (c := _CUT_RANK.match(step)) and c["word"] in SUPERLATIVES and k == len(steps) - 1:
+            # "largest of R1, R2, R3, R1, R2, R" cut off: the operation is stated, its result is not; the
+            # model's answer is then the ids it listed
+            key, desc = SUPERLATIVES[c["word"]]
+            if not cur:
+                return None
+            stated = tuple(i for i in ids_of(c["pool"]) if i in objects)
+            cur = facts.ranked(cur, key, desc)[:1]
             continue
         if (f := _REF.match(step)):
             atoms = _atoms(f["desc"])
@@ -321,6 +343,11 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
         if m is None:
             return None
         claim, ids = m["claim"].strip(), ids_of(m["ids"])
+        kind, _, word = claim.partition(" ")
+        if kind == "noun" and word.strip() in ROLE_NOUNS:  # "noun table: R6": the support, not an object
+            cur = sorted(i for i in facts.regions if facts.role(i) == ROLE_NOUNS[word.strip()])
+            stated = ids
+            continue
         role, _, rest = claim.partition(" ")
         except_ = role == "except" and bool(rest)
         if role in _ROLES and rest:
@@ -329,11 +356,12 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
         if atoms is not None:
             have = {i for i in objects if all(facts.holds_atom(i, x) for x in atoms)}
             if except_:
+                excepted = True
                 if cur and set(cur) <= have:  # the steps so far named the part to leave out
                     cur = list(objects)
                 cur = [i for i in cur if i not in have]
             else:
-                singles.append(have & set(objects))
+                singles.append((have, len(ids)))
                 cur = [i for i in cur if i in have]
             stated = ids
             continue
@@ -355,7 +383,7 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
             cur, stated = rank
             continue
         return None
-    return Execution(tuple(sorted(cur)), tuple(stated), negative)
+    return Execution(tuple(sorted(cur)), tuple(stated), negative, explicit)
 
 
 def _rank_step(facts: SceneFacts, step: str, following: str | None, cur: list[int]):

@@ -136,19 +136,23 @@ class DirectDeducer:
         """The targets as the scene decides them, one chain step for each change.
 
         When the model's steps are all in the writer's layout and its targets are its last step's ids
-        (or none, after a "none is both"-style conclusion), the steps are run on the scene
+        (or none, after a "none is both"-style conclusion; or some of them, after a stated result such as
+        "union: R2, R5"), the steps are run on the scene
         (:func:`~gear_edge.deduce.chain_check.executed`) and their result is the answer unless it
-        includes every target the model chose (the steps may leave out a word of the query the model
-        used to choose among them: "position top: R4" for "the one at the top in the middle"). Otherwise
+        includes every target the model chose and the chain has no stated result (the steps may leave
+        out a word the model used to choose: "position top: R4" for "the one at the top in the
+        middle"). Otherwise
         targets a step states a false fact of are dropped, and the result of each ranking step the
         scene ranks otherwise is replaced by the scene's."""
         from gear_edge.deduce.chain_check import contradicted, executed, recomputed
 
         wrong = contradicted(scene, model_steps)
         run = executed(scene, model_steps)
-        if run is not None and not (set(run.stated) == set(targets) if targets else run.negative):
+        if run is not None and not (
+                (set(targets) <= set(run.stated) if run.explicit else set(run.stated) == set(targets))
+                if targets else run.negative):
             run = None  # the targets do not come from the chain's last step
-        if run is not None and targets and set(targets) <= set(run.targets):
+        if run is not None and targets and not run.explicit and set(targets) <= set(run.targets):
             run = None  # the run allows the model's pick (its steps may leave out words it read)
         dropped = {c.region for c in wrong if c.region in targets}
         kept = [t for t in targets if t not in dropped]
