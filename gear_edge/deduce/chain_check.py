@@ -95,10 +95,14 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[0-9a-z]+", text.lower())
 
 
+def _id_list(text: str) -> tuple[int, ...]:
+    """"R3, R5, R3" -> (3, 5): the listed ids, first occurrence each."""
+    return tuple(dict.fromkeys(int(t.strip()[1:]) for t in text.split(",")))
+
+
 def _ids(text: str, facts: SceneFacts) -> tuple[int, ...]:
     """The listed ids, first occurrence each, those of the scene only."""
-    ids = dict.fromkeys(int(t.strip()[1:]) for t in text.split(","))
-    return tuple(i for i in ids if i in facts.regions)
+    return tuple(i for i in _id_list(text) if i in facts.regions)
 
 
 def _atoms(text: str) -> list[Atom] | None:
@@ -133,10 +137,10 @@ def _atom(kind: str, word: str) -> Atom | None:
     return None
 
 
-def contradicted(scene: Scene, steps: list[str]) -> list[Contradiction]:
+def contradicted(scene: Scene, steps: list[str], facts: SceneFacts | None = None) -> list[Contradiction]:
     """Every (step, claim, region) the scene denies, in step order. Regions the scene does not hold
-    are left to the grammar (which admits only the scene's ids)."""
-    facts = SceneFacts(scene)
+    are left to the grammar (which admits only the scene's ids). ``facts``: the scene's, if built."""
+    facts = facts or SceneFacts(scene)
     out: list[Contradiction] = []
     for k, step in enumerate(steps):
         q = _QUOTED.match(step)
@@ -176,7 +180,8 @@ def _says(facts: SceneFacts, i: int, what: str, text: str) -> bool:
     return bool(have.strip()) and all(w in got for w in want)
 
 
-def recomputed(scene: Scene, steps: list[str], excluded: Iterable[int] = ()) -> list[Recomputed]:
+def recomputed(scene: Scene, steps: list[str], excluded: Iterable[int] = (),
+               facts: SceneFacts | None = None) -> list[Recomputed]:
     """Every ranking step whose stated result is not what its operation gives on its listed ids.
 
     A ranking ranges over objects (the writer's and the executor's rule): support and background
@@ -184,7 +189,7 @@ def recomputed(scene: Scene, steps: list[str], excluded: Iterable[int] = ()) -> 
     false of, :func:`contradicted`: a pool built from a false "noun box: ..." loses that region).
     Pools of fewer than two ids rank nothing (the writer ranks two or more; "right of R3: R5" is a
     relation claim)."""
-    facts = SceneFacts(scene)
+    facts = facts or SceneFacts(scene)
     objects, excluded = set(facts.ids), set(excluded)
 
     def pool_of(text: str) -> tuple[int, ...]:
@@ -246,7 +251,7 @@ class Execution:
     explicit: bool = False  # the chain ends in a stated result ("union: ...", "left: ...", "both of them: ...")
 
 
-def executed(scene: Scene, steps: list[str]) -> Execution | None:
+def executed(scene: Scene, steps: list[str], facts: SceneFacts | None = None) -> Execution | None:
     """Runs the steps as the writer's program (:mod:`gear_edge.data_engine.generate`'s rationale
     layout) on the scene's exact facts, or None when any step is outside that layout (free text with
     ids, an unknown word, a reference that names no single region, a ranking past its pool).
@@ -262,7 +267,7 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
     set's rank-th; caption / text steps keep the objects whose caption / text holds the words; a
     role noun ("noun table", "noun wall") gives the regions of that role;
     "none is both" / "none of them is <relation> R5" conclude on the current set."""
-    facts = SceneFacts(scene)
+    facts = facts or SceneFacts(scene)
     objects = list(facts.ids)
     cur: list[int] = list(objects)
     singles: list[tuple[set[int], int]] = []  # each description step's own set and ids stated, for "union"
@@ -270,9 +275,6 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
     refs: dict[int, int] = {}  # stated reference id -> the scene's
     stated: tuple[int, ...] = ()
     negative = explicit = False
-
-    def ids_of(text: str) -> tuple[int, ...]:
-        return tuple(dict.fromkeys(int(t.strip()[1:]) for t in text.split(",")))
 
     for k, raw in enumerate(steps):
         step = raw.strip()
@@ -299,7 +301,7 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
                 # the writer's "X and Y": each description step named one region
                 cur = sorted(set().union(*(have for have, _ in singles)))
             # "left: ..." is a result only after an exception ("except ...: ...", then what is left)
-            stated, explicit = ids_of(r["ids"]), word != "left" or excepted
+            stated, explicit = _id_list(r["ids"]), word != "left" or excepted
             continue
         if (c := _CUT_RANK.match(step)) and c["word"] in SUPERLATIVES and k == len(steps) - 1:
             # "largest of R1, R2, R3, R1, R2, R" cut off: the operation is stated, its result is not; the
@@ -307,12 +309,12 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
             key, desc = SUPERLATIVES[c["word"]]
             if not cur:
                 return None
-            stated = tuple(i for i in ids_of(c["pool"]) if i in objects)
+            stated = tuple(i for i in _id_list(c["pool"]) if i in objects)
             cur = facts.ranked(cur, key, desc)[:1]
             continue
         if (f := _REF.match(step)):
             atoms = _atoms(f["desc"])
-            ids = ids_of(f["ids"])
+            ids = _id_list(f["ids"])
             if atoms is None or len(ids) != 1:
                 return None
             match = [i for i in facts.ids if all(facts.holds_atom(i, x) for x in atoms)]
@@ -342,13 +344,12 @@ def executed(scene: Scene, steps: list[str]) -> Execution | None:
         m = _STEP.match(step)
         if m is None:
             return None
-        claim, ids = m["claim"].strip(), ids_of(m["ids"])
-        kind, _, word = claim.partition(" ")
-        if kind == "noun" and word.strip() in ROLE_NOUNS:  # "noun table: R6": the support, not an object
-            cur = sorted(i for i in facts.regions if facts.role(i) == ROLE_NOUNS[word.strip()])
+        claim, ids = m["claim"].strip(), _id_list(m["ids"])
+        role, _, rest = claim.partition(" ")
+        if role == "noun" and rest.strip() in ROLE_NOUNS:  # "noun table: R6": the support, not an object
+            cur = sorted(i for i in facts.regions if facts.role(i) == ROLE_NOUNS[rest.strip()])
             stated = ids
             continue
-        role, _, rest = claim.partition(" ")
         except_ = role == "except" and bool(rest)
         if role in _ROLES and rest:
             claim = rest

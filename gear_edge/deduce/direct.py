@@ -144,10 +144,12 @@ class DirectDeducer:
         middle"). Otherwise
         targets a step states a false fact of are dropped, and the result of each ranking step the
         scene ranks otherwise is replaced by the scene's."""
+        from gear_edge.data_engine.facts import SceneFacts
         from gear_edge.deduce.chain_check import contradicted, executed, recomputed
 
-        wrong = contradicted(scene, model_steps)
-        run = executed(scene, model_steps)
+        facts = SceneFacts(scene)  # one look-up of the scene for the three checks
+        wrong = contradicted(scene, model_steps, facts)
+        run = executed(scene, model_steps, facts)
         if run is not None and not (
                 (set(targets) <= set(run.stated) if run.explicit else set(run.stated) == set(targets))
                 if targets else run.negative):
@@ -157,7 +159,7 @@ class DirectDeducer:
         dropped = {c.region for c in wrong if c.region in targets}
         kept = [t for t in targets if t not in dropped]
         if run is not None:
-            kept = [t for t in run.targets]
+            kept = list(run.targets)
         for c in wrong:
             fate = "dropped" if c.region in dropped and c.region not in kept else (
                 "not a target" if c.region not in targets else "kept: the steps run on the scene select it")
@@ -169,7 +171,7 @@ class DirectDeducer:
                 steps.append(LogicStep(f"check: the steps run on the scene give {got}, not "
                                        f"{prompts.id_list(targets)}; answer {got}", list(run.targets)))
             return list(run.targets)
-        for r in recomputed(scene, model_steps, excluded={c.region for c in wrong}):
+        for r in recomputed(scene, model_steps, excluded={c.region for c in wrong}, facts=facts):
             if r.region not in kept:
                 continue  # a ranking the answer does not rest on (or a dropped target)
             kept = list(dict.fromkeys(r.correct if t == r.region else t for t in kept))
