@@ -5,7 +5,8 @@ is compared as an exact set of region ids (a region too many or too few is wrong
 same queries:
 
 * ``program_llm_off``: program mode without an LLM (``llm=None``);
-* ``program_default``: what the product runs (``llm="auto"``: the default SmolLM2-135M is not asked);
+* ``program_default``: ``llm="auto"``, the plain default SmolLM2-135M (not asked; the product runs
+  ``program_translate``, the shipped program adapter);
 * ``program_llm_on``: program mode with the default GGUF (skipped with a reason when llama-cpp-python
   or the model is missing);
 * ``program_llm_random``: program mode whose LLM answers with random object words (the control: an
@@ -13,7 +14,9 @@ same queries:
 * ``direct``: the LLM reads the scene text and picks ids (``--direct``; slow), with token counts and
   latency;
 * ``direct_adapter`` / ``program_adapter``: the same with a LoRA adapter (``--adapter``), and the load
-  time of the model with and without it, alternated side by side.
+  time of the model with and without it, alternated side by side;
+* ``program_translate`` / ``program_translate_base``: program mode whose LLM writes the whole query's
+  program (``--program-adapter``: the translator's adapter, and the plain model on the same prompt).
 
 Direct-mode queries run grouped by scene (a robot asks several questions of one view): each LLM call
 is reported as its scene prefix (evaluated once per scene) and the query itself (suffix + decoding).
@@ -297,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapter", default=None,
                     help="a LoRA adapter GGUF (manifest next to it): adds direct_adapter (and, without --no-llm, "
                          "program_adapter) next to the base model's rows")
+    ap.add_argument("--program-adapter", default=None,
+                    help="the program translator's LoRA GGUF ('auto': the shipped models/program-lora): adds "
+                         "program_translate (the adapter writes the program) and program_translate_base (the plain "
+                         "model with the translator's prompt)")
     ap.add_argument("--category", default=None, help="only this category")
     ap.add_argument("--e2e", action="store_true", help="also the default pipeline end to end (own masks)")
     ap.add_argument("--e2e-direct", action="store_true",
@@ -345,6 +352,20 @@ def main(argv: list[str] | None = None) -> int:
             variants["direct_adapter"] = run_variant(DirectDeducer(tuned), direct_todo)
         if not args.no_llm:
             variants["program_adapter"] = run_variant(ProgramDeducer(llm=tuned, llm_use="always", threads=args.threads), todo)
+    if args.program_adapter:
+        from gear_edge.deduce.llm import PROGRAM_ADAPTER, LocalLLM
+        from gear_edge.manifest import Manifest
+
+        path, man = args.program_adapter, None
+        if path == "auto":
+            man = Manifest.named(PROGRAM_ADAPTER)
+            path = man.verify(man.locate())
+        base_llm = llm if llm is not None else LocalLLM(threads=args.threads)
+        variants["program_translate_base"] = run_variant(
+            ProgramDeducer(llm=base_llm, llm_use="always", llm_role="translate", threads=args.threads), todo)
+        variants["program_translate"] = run_variant(
+            ProgramDeducer(llm=LocalLLM(threads=args.threads, lora_path=path, lora_manifest=man), llm_use="always",
+                           llm_role="translate", threads=args.threads), todo)
     e2e_info = None
     if args.e2e:
         variants["e2e_default_pipeline"], e2e_info = run_e2e(todo, args.threads)

@@ -91,8 +91,10 @@ LLM_BENCH_PHRASE = "something to open a jar with"
 
 def llm_timings(gs) -> dict:
     """The deducer LLM's load time, one program-mode call on a new phrase and the same phrase again
-    (served from the object-name cache); ``skipped`` says why when no LLM can load."""
+    (served from the cache), in the program deducer's role (``fill``: object names; ``translate``: the
+    query's program); ``skipped`` says why when no LLM can load."""
     from gear_edge.deduce.program.fill import ObjectFiller
+    from gear_edge.deduce.program.translate import ProgramTranslator
 
     t0 = time.perf_counter()
     try:
@@ -100,16 +102,24 @@ def llm_timings(gs) -> dict:
     except Exception as exc:  # llama-cpp-python or the GGUF missing: reported, not fatal
         return {"skipped": f"{type(exc).__name__}: {exc}"}
     load_ms = (time.perf_counter() - t0) * 1e3
-    filler = ObjectFiller(llm)
+    role = getattr(gs.deducer, "llm_role", "fill")
     budget_ms = int(gs.config.get("deduce", "llm_budget_ms", 20_000))
-    new = filler.fill(LLM_BENCH_PHRASE)  # unbounded here, so the time is measured whole; compared below
+    if role == "translate":
+        translator = ProgramTranslator(llm)
+        call = lambda: translator.translate(LLM_BENCH_PHRASE)  # noqa: E731 - unbounded: measured whole
+    else:
+        filler = ObjectFiller(llm)
+        call = lambda: filler.fill(LLM_BENCH_PHRASE)  # noqa: E731
+    new = call()
     t1 = time.perf_counter()
-    cached = filler.fill(LLM_BENCH_PHRASE)
+    cached = call()
     cached_ms = (time.perf_counter() - t1) * 1e3
-    return {"load_ms": load_ms, "phrase": LLM_BENCH_PHRASE, "new_phrase_ms": new.ms,
+    words = list(new.words) if role != "translate" else []
+    program = new.program.describe() if role == "translate" and new.program is not None else None
+    return {"load_ms": load_ms, "phrase": LLM_BENCH_PHRASE, "role": role, "new_phrase_ms": new.ms,
             "new_phrase_completion_tokens": new.completion_tokens, "llm_budget_ms": budget_ms,
-            "new_phrase_over_budget": new.ms > budget_ms,
-            "new_phrase_words": list(new.words), "cached_ms": cached_ms, "cached": cached.cached,
+            "new_phrase_over_budget": new.ms > budget_ms, "new_phrase_words": words, "new_phrase_program": program,
+            "cached_ms": cached_ms, "cached": cached.cached,
             "program_llm": gs.config.get("deduce", "program_llm", "auto")}
 
 

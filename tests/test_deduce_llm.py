@@ -218,6 +218,29 @@ def test_generic_schema_grammar_round_trips_random_values():
 
 
 @needs_llm
+def test_optional_object_keys_may_be_left_out_in_order_only():
+    """Object(optional=...): llama.cpp's grammar and the strict parser admit any in-order subset of the
+    optional keys after the required ones, nothing out of order, never without a required key."""
+    llm = shared_llm()
+    schema = G.Object((("a", G.Array(G.Enum(("x", "y")), 2)), ("b", G.String(4, 1)), ("c", G.Enum((True,)))),
+                      optional=("b", "c"))
+    g = G.compile_schema(schema)
+    ok = ['{"a": []}', '{"a": ["x"], "b": "hi"}', '{"a": [], "c": true}', '{"a": ["y", "x"], "b": "abcd", "c": true}']
+    bad = ['{"b": "hi"}', '{"a": [], "c": true, "b": "hi"}', '{"a": [], "b": ""}', '{"a": [], "c": false}',
+           '{"a": [],"b": "hi"}', '{"a": [], "d": 1}']
+    for text in ok:
+        assert llm.grammar_accepts(g.gbnf, text), text
+        G.parse(text, schema)
+    for text in bad:
+        assert not llm.grammar_accepts(g.gbnf, text), text
+    with pytest.raises(G.GrammarViolation, match="optional"):
+        G.check({"a": [], "c": True, "b": "hi"}, schema)
+    assert g.max_bytes == len(ok[-1].replace('"y", "x"', '"x", "x"'))
+    with pytest.raises(InputError, match="optional"):
+        G.Object((("a", G.String(3)),), optional=("a",))
+
+
+@needs_llm
 def test_invalid_gbnf_is_an_input_error():
     with pytest.raises(InputError, match="GBNF"):
         shared_llm().check_grammar('root ::= "a" undefined-rule\n')

@@ -112,6 +112,26 @@ def test_eval_subcommand_runs_the_shipped_adapter_on_held_out_examples(tmp_path)
     assert '"accuracy"' in out.stdout
 
 
+@needs_llm
+def test_program_task_data_and_eval_compare_llm_off_with_the_translating_model(tmp_path):
+    """`data --task program` writes program examples; `eval --task program` scores LLM off and the base
+    model translating on the same held-out queries that reach the LLM (the real llama.cpp model)."""
+    _cli("data", str(tmp_path / "p"), "--task", "program", "--scenes", "1", "--heldout-scenes", "2", "--no-progress")
+    held = [json.loads(x) for x in (tmp_path / "p" / "heldout.jsonl").read_text().splitlines()]
+    assert held and all(e["task"] == "program" for e in held)
+    reaching = sum(e["reaches_llm"] for e in held)
+    assert reaching > 0
+    _cli("eval", str(tmp_path / "p"), "--task", "program", "--adapter", "none", "--limit", "3", "--threads", "2",
+         "--out", str(tmp_path / "r.json"))
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["total"] == len(res["rows"]) == min(3, reaching)
+    assert set(res["by_deducer"]) == {"llm_off", "base"} and res["adapter"] is None
+    base = res["by_deducer"]["base"]
+    assert base["total"] == res["total"] and base["llm_calls"] <= res["total"]
+    for r in res["rows"]:
+        assert r["llm_off"]["llm_ms"] is None and set(r["base"]) == {"got", "ok", "llm_ms", "tokens"}
+
+
 @needs_train
 def test_labels_cover_only_the_answer():
     pytest.importorskip("transformers")

@@ -93,11 +93,14 @@ def load_base(gguf_path: Path, torch):
 
 def render_prompt(tok, ex: dict, few_shot: bool = True) -> str:
     """The chat prompt of one example as :meth:`gear_edge.deduce.llm.LocalLLM.chat_parts` renders it
-    (system, few-shot turns, one user turn ``scene + question``, the generation prompt)."""
+    (system, few-shot turns, one user turn ``scene + question``, the generation prompt). The few-shot
+    turns are the runtime's for the example's ``task``: direct mode (the default) or ``"program"``
+    (the program translator, :mod:`gear_edge.deduce.program.translate`)."""
     from gear_edge.deduce import prompts
 
     msgs = [{"role": "system", "content": ex["system"]}]
-    for user, assistant in (prompts.DIRECT_EXAMPLES if few_shot else ()):
+    turns = prompts.TRANSLATE_EXAMPLES if ex.get("task") == "program" else prompts.DIRECT_EXAMPLES
+    for user, assistant in (turns if few_shot else ()):
         msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     msgs.append({"role": "user", "content": ex["scene"] + ex["question"]})
     return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
@@ -282,19 +285,21 @@ def export_adapter(model, base_path: Path, base_sha: str, out: Path, name: str, 
     from gear_edge.manifest import sha256_file
     from train.lora_gguf import base_tensor_shapes, write_lora_gguf
 
+    task = info.get("task", "direct")
+    what = "program translator" if task == "program" else "direct deducer"
     arch, shapes, heads = base_tensor_shapes(base_path)
     tensors, alpha, rank = lora_tensors(model, heads["attention.head_count"],
                                         heads.get("attention.head_count_kv", heads["attention.head_count"]))
     path = write_lora_gguf(out / f"{name}.gguf", tensors, alpha=alpha, architecture=arch, base_shapes=shapes,
-                           name=f"gear_edge direct deducer LoRA for {base_path.name}", dtype=dtype)
+                           name=f"gear_edge {what} LoRA for {base_path.name}", dtype=dtype)
     sha, size = sha256_file(path), path.stat().st_size
     lines = [
-        "# LoRA adapter for the direct deducer (gear-edge train-deducer); load with deduce.adapter",
+        f"# LoRA adapter for the {what} (gear-edge train-deducer); load with deduce.adapter",
         f'name = "{name}"', f'file = "{path.name}"', f'sha256 = "{sha}"', f"size = {size}",
         'licence = "Apache-2.0"',
         f'source = "gear-edge train-deducer on {info.get("data", "?")} (base {base_path.name})"',
         f'base_model = "{base_path.name}"', f'base_sha256 = "{base_sha}"', f"rank = {rank}", f"alpha = {alpha:g}",
-        f"tensors = {len(tensors)}", f'dtype = "{dtype}"',
+        f"tensors = {len(tensors)}", f'dtype = "{dtype}"', f'task = "{task}"',
     ]
     for k in ("steps", "examples", "seed", "lr", "batch_size", "loss_start", "loss_end", "heldout_loss_start",
               "heldout_loss_end"):
@@ -443,8 +448,10 @@ def train(args: argparse.Namespace) -> dict:
     info["loss_end"] = mean_loss(torch, model, eval_train, pad_id, args.batch_size, eval_keys, precision)
     info["heldout_loss_end"] = (mean_loss(torch, model, held, pad_id, args.batch_size, held_keys, precision)
                                 if held else None)
+    tasks = {ex.get("task", "direct") for ex in train_ex}
     info.update(steps=step, examples=len(enc), seed=args.seed, lr=args.lr, batch_size=args.batch_size, data=str(data),
-                precision=precision)
+                precision=precision, task="program" if tasks == {"program"} else "direct" if tasks == {"direct"}
+                else "mixed")
     save(step)
     log(f"stopped ({stopped}) at step {step}: train loss {info['loss_start']:.4f} -> {info['loss_end']:.4f}"
         + (f", held-out {info['heldout_loss_start']:.4f} -> {info['heldout_loss_end']:.4f}" if held else ""))

@@ -247,10 +247,20 @@ def write_dataset(out_dir: str | os.PathLike, settings: Settings, *, progress: C
 
     A state whose settings differ from ``settings`` (other than the scene counts, which may grow) is
     refused. ``max_seconds``: stop after the scene that passes this wall time (resume later)."""
+    verifier = _verifier()
+    return write_splits(out_dir, settings, lambda split, i: scene_examples(split, i, settings, verifier), {},
+                        progress=progress, max_seconds=max_seconds)
+
+
+def write_splits(out_dir: str | os.PathLike, settings: Settings,
+                 make: Callable[[str, int], tuple[list[dict], dict[str, int]]], extra: Mapping[str, Any], *,
+                 progress: Callable[[str], None] | None = None, max_seconds: float | None = None) -> dict[str, Any]:
+    """The resumable writer of both splits: ``make(split, scene index)`` gives a scene's examples and
+    counts; ``extra`` joins (and overrides) the settings recorded in ``state.json``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
-    want = settings.to_dict()
+    want = {**settings.to_dict(), **extra}
     if state_path.is_file():
         state = json.loads(state_path.read_text())
         if state.get("settings") != want:
@@ -258,7 +268,6 @@ def write_dataset(out_dir: str | os.PathLike, settings: Settings, *, progress: C
                              "(or the same --seed / --per-class / classes)")
     else:
         state = {"settings": want, "splits": {s: {"scenes": 0, "bytes": 0, "examples": 0, "counts": {}} for s in SPLITS}}
-    verifier = _verifier()
     t0 = time.perf_counter()
     for split, n_scenes in (("train", settings.train_scenes), ("heldout", settings.heldout_scenes)):
         st = state["splits"][split]
@@ -268,7 +277,7 @@ def write_dataset(out_dir: str | os.PathLike, settings: Settings, *, progress: C
         while st["scenes"] < n_scenes:
             if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
                 return state
-            examples, counts = scene_examples(split, st["scenes"], settings, verifier)
+            examples, counts = make(split, st["scenes"])
             with open(path, "ab") as f:
                 for ex in examples:
                     f.write((json.dumps(ex, sort_keys=True) + "\n").encode())

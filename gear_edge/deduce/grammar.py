@@ -88,16 +88,22 @@ class Array:
 
 @dataclass(frozen=True)
 class Object:
-    """A JSON object with exactly these keys, in this order: ``fields = ((key, schema), ...)``."""
+    """A JSON object with these keys, in this order: ``fields = ((key, schema), ...)``. Keys named in
+    ``optional`` may be left out (the rest keep their order); the first key is always required."""
 
     fields: tuple
+    optional: tuple = ()
 
     def __post_init__(self) -> None:
         fields = tuple((str(k), s) for k, s in self.fields)
         object.__setattr__(self, "fields", fields)
+        object.__setattr__(self, "optional", tuple(str(k) for k in self.optional))
         keys = [k for k, _ in fields]
         if len(set(keys)) != len(keys):
             raise InputError(f"Object keys must be distinct, got {keys}")
+        unknown = [k for k in self.optional if k not in keys]
+        if unknown or (keys and keys[0] in self.optional):
+            raise InputError(f"Object optional keys must be fields other than the first, got {list(self.optional)}")
 
 
 Schema = Union[Enum, String, Array, Object]
@@ -179,7 +185,8 @@ class _Builder:
             for i, (key, sub) in enumerate(s.fields):
                 e, m = self.expr(sub)
                 sep = ", " if i else ""
-                parts.append(f"{_lit(sep + json.dumps(key) + ': ')} {e}")
+                part = f"{_lit(sep + json.dumps(key) + ': ')} {e}"
+                parts.append(f"({part})?" if key in s.optional else part)
                 total += len(sep) + len(json.dumps(key)) + 2 + m
             body = '"{" ' + " ".join(parts) + ' "}"' if parts else '"{}"'
             return self.add(self.new("obj"), body), total
@@ -285,10 +292,13 @@ def check(value: Any, schema: Schema, where: str = "$") -> Any:
         if not isinstance(value, dict):
             raise GrammarViolation(f"{where}: expected an object, got {value!r}")
         keys = [k for k, _ in schema.fields]
-        if list(value) != keys:
-            raise GrammarViolation(f"{where}: keys {list(value)} != {keys}")
+        want = [k for k in keys if k in value or k not in schema.optional]
+        if list(value) != want:
+            raise GrammarViolation(f"{where}: keys {list(value)} != {keys}"
+                                   + (f" (optional: {list(schema.optional)})" if schema.optional else ""))
         for k, sub in schema.fields:
-            check(value[k], sub, f"{where}.{k}")
+            if k in value:
+                check(value[k], sub, f"{where}.{k}")
     else:
         raise InputError(f"unknown schema node {schema!r}")
     return value

@@ -38,6 +38,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct-q4_1"
 # the LoRA adapter distilled for DEFAULT_MODEL's direct-mode prompt (models/deducer-lora.toml, the
 # file next to it; gear-edge train-deducer made it): deduce.adapter = "auto" uses it in direct mode
 DIRECT_ADAPTER = "deducer-lora"
+PROGRAM_ADAPTER = "program-lora"  # the program translator's adapter (gear_edge.deduce.program.translate)
 INSTALL_HINT = (
     "install the [llm] extra: CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'llama-cpp-python==0.3.36' "
     "(it compiles llama.cpp; or pip install 'gear-edge[llm]' with the same CMAKE_ARGS)"

@@ -96,3 +96,19 @@ FILL_EXAMPLES: tuple[tuple[str, str], ...] = (
     ("a thing to hang a coat on", '{"objects": ["hook", "coat rack"]}'),
     ("something to wipe my hands with", '{"objects": ["towel", "napkin", "tissue"]}'),
 )
+
+# ---- program mode: the program translator (gear_edge.deduce.program.translate); no scene either.
+# The layout is gear_edge.deduce.program.compact's; the examples use words no synthetic scene has.
+TRANSLATE_SYSTEM = (
+    "You translate a request to a robot into a query program over the objects it sees. Reply with JSON "
+    "only: \"targets\" lists one spec per thing asked for ([] if the request names nothing). A spec has "
+    "\"attrs\" (kind=value or kind!=value: colour, size, shape, position, brightness, texture, writing, use) "
+    "and, only when needed, \"noun\" (object words), \"text\" (text written on it), \"rel\" and \"ref\" "
+    "(a relation to another spec), \"order\" (key asc|desc, rank, xcount), \"except\" and \"all\" (every "
+    "match)."
+)
+TRANSLATE_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("bring me the large grey kettle", '{"targets": [{"attrs": ["size=large", "colour=grey"], "noun": "kettle"}]}'),
+    ("every hat left of the towel",
+     '{"targets": [{"attrs": [], "noun": "hat", "rel": "left_of", "ref": {"attrs": [], "noun": "towel"}, "all": true}]}'),
+)

@@ -3,7 +3,7 @@
 The query becomes a typed :class:`~gear_edge.deduce.program.ast.Program` (deterministic parser);
 phrases the grammar does not cover (a purpose such as "something to cut the tape with", or words
 it cannot place) are handed to the LLM, which only names candidate objects under a bounded JSON
-grammar; the program is then executed exactly on the scene, and its executed steps — each with the
+grammar (or, tuned for it, translates the whole query into a program: ``llm_role="translate"``); the program is then executed exactly on the scene, and its executed steps — each with the
 ids it kept — are the logic chain. Without a usable LLM (llama-cpp-python missing, or ``llm=None``)
 every query still runs: unresolved phrases are matched by their own words and the chain says the
 LLM was skipped.
@@ -26,11 +26,13 @@ from gear_edge.deduce.program.executor import Executor, Trace, ids_text
 from gear_edge.deduce.program.fill import ObjectFiller
 from gear_edge.deduce.program.parser import Parser
 from gear_edge.deduce.program.semantic import SemanticMatcher, TextEmbedder
+from gear_edge.deduce.program.translate import ProgramTranslator
 from gear_edge.errors import InputError, MissingDependencyError
 from gear_edge.types import Answer, LogicStep, Scene
 
 AUTO = "auto"
 LLM_USES = ("auto", "always", "never")
+LLM_ROLES = ("fill", "translate")
 # why "auto" does not ask the default model (measured; docs/ARCHITECTURE.md, deduce section)
 DEFAULT_MODEL_NOTE = ("not asked: the default SmolLM2-135M names no better objects than random words on the "
                       "held-out benchmark (deduce.program_llm = 'always' to ask it anyway)")
@@ -50,6 +52,9 @@ class ProgramDeducer:
     (decoding stops there and the phrase is matched by its own words).
     ``llm_use``: "auto" (ask a configured LLM, but never the default SmolLM2-135M: ``llm="auto"`` or
     ``default_model=True``), "always" or "never".
+    ``llm_role``: "fill" (the LLM names objects for each unresolved phrase, :mod:`.fill`) or
+    "translate" (a tuned LLM writes the whole query's program, :mod:`.translate`); either way the LLM is
+    asked only when the query's own words find nothing.
     """
 
     mode = "program"
@@ -66,7 +71,11 @@ class ProgramDeducer:
         llm_budget_s: float = 20.0,
         llm_use: str = "auto",
         default_model: bool | None = None,
+        llm_role: str = "fill",
     ) -> None:
+        if llm_role not in LLM_ROLES:
+            raise InputError(f"llm_role must be one of {list(LLM_ROLES)}, got {llm_role!r}")
+        self.llm_role = llm_role
         if llm_use not in LLM_USES:
             raise InputError(f"llm_use must be one of {list(LLM_USES)}, got {llm_use!r}")
         if not llm_budget_s > 0:
@@ -121,8 +130,8 @@ class ProgramDeducer:
             self._executor = Executor(SemanticMatcher(self.embedder))
         return self._executor
 
-    def filler(self) -> ObjectFiller | None:
-        """The LLM object namer, or None (``llm_note`` says why)."""
+    def filler(self) -> ObjectFiller | ProgramTranslator | None:
+        """The LLM object namer (or program translator, ``llm_role``), or None (``llm_note`` says why)."""
         if self._filler is None and self._llm_note is None:
             arg = self._llm_arg
             llm = None
@@ -152,7 +161,7 @@ class ProgramDeducer:
             else:
                 llm = arg
             if llm is not None:
-                self._filler = ObjectFiller(llm)
+                self._filler = ProgramTranslator(llm) if self.llm_role == "translate" else ObjectFiller(llm)
         return self._filler
 
     @property
@@ -195,7 +204,8 @@ class ProgramDeducer:
                 trace.steps.extend(own_trace.steps)
                 trace.dropped += own_trace.dropped
             else:
-                trace.add("the phrase's own words found nothing; with the LLM's words:", None)
+                what = "program" if self.llm_role == "translate" else "words"
+                trace.add(f"the phrase's own words found nothing; with the LLM's {what}:", None)
                 targets, trace = self.executor.run(scene, filled, trace)
         else:
             if program.unresolved:
@@ -213,11 +223,13 @@ class ProgramDeducer:
         return answer
 
     def _fill(self, program: Program, trace: Trace, timings: dict[str, float]) -> tuple[Program, int, int]:
-        """(the program with the LLM's words as alternatives — ``program`` itself when it gave none,
-        prompt tokens, completion tokens)."""
+        """(the program with the LLM's words as alternatives — or the LLM's own program of the query
+        (``llm_role`` "translate") — ``program`` itself when it gave none, prompt tokens, completion tokens)."""
         t0 = time.perf_counter()
         filler = self.filler()
         assert filler is not None
+        if isinstance(filler, ProgramTranslator):
+            return self._translate(filler, program, trace, timings, t0)
         words: dict[str, tuple[str, ...]] = {}
         prompt = completion = 0
         for k, u in enumerate(program.unresolved):
@@ -241,6 +253,25 @@ class ProgramDeducer:
         if not any(words.values()):
             return program, prompt, completion
         return with_alternatives(program, words), prompt, completion
+
+
+    def _translate(self, translator: ProgramTranslator, program: Program, trace: Trace,
+                   timings: dict[str, float], t0: float) -> tuple[Program, int, int]:
+        if self.max_llm_calls < 1:
+            trace.add("LLM skipped (at most 0 calls per query): the phrases are matched by their own words", None)
+            return program, 0, 0
+        t = translator.translate(program.query, budget_s=self.llm_budget_s)
+        timings["llm_ms"] = (time.perf_counter() - t0) * 1e3
+        src = "cached" if t.cached else f"{t.completion_tokens} tokens, {t.ms:.0f} ms"
+        describe = getattr(translator.llm, "describe", None)
+        who = f" (by {describe()})" if callable(describe) else ""
+        unresolved = ", ".join(f"'{_short(u.text, 40)}'" for u in program.unresolved)
+        if t.program is None or t.program.nothing:
+            why = t.error or "it names nothing to look for"
+            trace.add(f"LLM ({src}) translated the query for {unresolved}: no program used ({why}){who}", None)
+            return program, t.prompt_tokens, t.completion_tokens
+        trace.add(f"LLM ({src}) translated the query for {unresolved}: {t.program.describe()}{who}", None)
+        return t.program, t.prompt_tokens, t.completion_tokens
 
 
 def _short(text: str, limit: int = 80) -> str:
