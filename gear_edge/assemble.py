@@ -260,13 +260,22 @@ class Assembly:
         # the LLM loads only when a query needs it (most are parsed without it), but a configured GGUF
         # that is not there (or fails its check) is a configuration error now, not mid-mission
         model, _ = self._user_llm()
-        self._user_adapter()
-        # deduce.program_llm "auto": the default SmolLM2-135M is not asked (measured not to help)
+        adapter, how = self._user_adapter()
+        role = str(cfg.get("deduce", "program_llm_role"))
+        if role == "auto":  # an adapter trained to translate says so in its manifest (task = "program")
+            m = how.get("manifest")
+            if m is not None and not hasattr(m, "extra"):
+                from gear_edge.manifest import Manifest
+
+                m = Manifest.load(m)
+            role = "translate" if m is not None and m.extra.get("task") == "program" else "fill"
+        # deduce.program_llm "auto": the plain default SmolLM2-135M is not asked (measured not to help);
+        # an adapter on it was tuned for the job and is asked
         return ProgramDeducer(llm=self._optional("llm"), embedder=self._optional("embedder"),
                               threads=int(cfg.get("runtime", "threads")),
                               llm_use=str(cfg.get("deduce", "program_llm")),
                               llm_budget_s=int(cfg.get("deduce", "llm_budget_ms")) / 1e3,
-                              default_model=model is None)
+                              default_model=model is None and adapter is None, llm_role=role)
 
     def _user_llm(self) -> tuple[Path | None, dict[str, Any]]:
         """``deduce.model`` checked before use (``deduce.model_sha256``, the manifest next to it, or
@@ -277,17 +286,18 @@ class Assembly:
         """``deduce.adapter`` (a LoRA GGUF) checked before use like ``deduce.model``: its
         ``deduce.adapter_sha256``, the manifest next to it, or ``runtime.allow_unverified_models``.
 
-        ``"auto"``: the shipped direct-mode adapter (:data:`gear_edge.deduce.llm.DIRECT_ADAPTER`, verified
-        by its manifest) when ``deduce.mode = "direct"`` on the default model; none otherwise (it was
-        trained on the direct prompt of the default SmolLM2-135M only)."""
+        ``"auto"``: on the default model, the shipped adapter of the mode (verified by its manifest):
+        :data:`gear_edge.deduce.llm.DIRECT_ADAPTER` in direct mode, :data:`~gear_edge.deduce.llm.PROGRAM_ADAPTER`
+        (the program translator) in program mode; none on another model (they were trained on the
+        default SmolLM2-135M's prompts only)."""
         cfg = self.config
         if str(cfg.get("deduce", "adapter")).strip() == "auto":
-            if cfg.get("deduce", "mode") != "direct" or cfg.path("deduce", "model") is not None:
+            if cfg.path("deduce", "model") is not None:
                 return None, {}
-            from gear_edge.deduce.llm import DIRECT_ADAPTER
+            from gear_edge.deduce.llm import DIRECT_ADAPTER, PROGRAM_ADAPTER
             from gear_edge.manifest import Manifest
 
-            m = Manifest.named(DIRECT_ADAPTER)
+            m = Manifest.named(DIRECT_ADAPTER if cfg.get("deduce", "mode") == "direct" else PROGRAM_ADAPTER)
             return m.verify(m.locate()), {"manifest": m}
         return self._user_file("adapter", "LoRA adapter file", "for the base model alone")
 

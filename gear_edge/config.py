@@ -174,9 +174,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "model_sha256": Key(str, "", sha256=True, doc="expected sha256 of deduce.model (required for a user GGUF "
                                                       "unless runtime.allow_unverified_models)"),
         "adapter": Key(str, "auto", doc="path of a LoRA adapter GGUF for deduce.model (llama.cpp format, "
-                                        "gear-edge train-deducer); auto = the shipped models/deducer-lora "
-                                        "adapter in direct mode on the default model, none otherwise; "
-                                        "empty = none"),
+                                        "gear-edge train-deducer); auto = on the default model the shipped "
+                                        "models/deducer-lora in direct mode and models/program-lora in program "
+                                        "mode, none on another model; empty = none"),
         "adapter_sha256": Key(str, "", sha256=True, doc="expected sha256 of deduce.adapter (else the manifest next "
                                                         "to it; required unless runtime.allow_unverified_models)"),
         "adapter_scale": Key(float, 1.0, -100.0, 100.0, doc="LoRA scale llama.cpp applies the adapter with"),
@@ -184,8 +184,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key(int, 0, 0, 2**32 - 1),
         "max_cached_scenes": Key(int, 4, 0, 1024, doc="scene prefixes whose KV state is kept"),
         "program_llm": Key(str, "auto", choices=("auto", "always", "never"),
-                           doc="program mode asks the LLM to name objects: auto = a configured deduce.model, never "
-                               "the default SmolLM2-135M (measured not to help)"),
+                           doc="program mode asks the LLM about phrases the parser cannot place (only when their own "
+                               "words find nothing): auto = a configured deduce.model or the default model with the "
+                               "program adapter, never the plain default SmolLM2-135M (measured not to help)"),
+        "program_llm_role": Key(str, "auto", choices=("auto", "fill", "translate"),
+                                doc="what the program-mode LLM does: fill = name objects for the phrase, translate = "
+                                    "write the whole query's program (a tuned adapter); auto = translate with the "
+                                    "shipped program adapter, fill otherwise"),
         "llm_budget_ms": Key(int, 20_000, 50, 600_000, doc="time one program-mode LLM call may take, ms"),
         "check_steps": Key(bool, True, doc="direct mode: run the LLM's steps on the scene's exact facts when they "
                                            "are in the data engine's layout (their result is the answer), else drop "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gear_edge.config import Config
-from gear_edge.deduce.llm import DIRECT_ADAPTER  # llama_cpp is imported only when a model loads
+from gear_edge.deduce.llm import DIRECT_ADAPTER, PROGRAM_ADAPTER  # llama_cpp is imported only when a model loads
 from gear_edge.errors import InputError
 from gear_edge.manifest import Manifest, sha256_file
 
@@ -73,9 +73,10 @@ def model_inventory(config: Config) -> list[dict[str, Any]]:
     model = config.path("deduce", "model")
     out.append(_manifest_entry("deducer.llm", LLM_MANIFEST) if model is None else _file_entry("deducer.llm", model))
     adapter = str(config.get("deduce", "adapter", "") or "").strip()
-    if adapter == "auto":  # the shipped adapter, in direct mode on the default model only (assemble)
-        if config.get("deduce", "mode", "program") == "direct" and model is None:
-            out.append(_manifest_entry("deducer.adapter", DIRECT_ADAPTER))
+    if adapter == "auto":  # the shipped adapter of the mode, on the default model only (assemble)
+        if model is None:
+            direct = config.get("deduce", "mode", "program") == "direct"
+            out.append(_manifest_entry("deducer.adapter", DIRECT_ADAPTER if direct else PROGRAM_ADAPTER))
     elif adapter:
         out.append(_file_entry("deducer.adapter", config.path("deduce", "adapter")))
     if config.get("deduce", "mode", "program") == "program":

@@ -159,8 +159,8 @@ def test_config_wires_the_adapter_and_the_chain_names_it(adapters, tmp_path):
 @needs_llm
 def test_auto_adapter_is_the_shipped_one_in_direct_mode_on_the_default_model(tmp_path):
     """deduce.adapter = "auto" (the default): models/deducer-lora.gguf, verified by its manifest, in
-    direct mode on the default GGUF; no adapter in program mode or on a user's GGUF (it was trained on
-    the default model's direct prompt only)."""
+    direct mode on the default GGUF (models/program-lora.gguf in program mode); none on a user's GGUF
+    (they were trained on the default model's prompts only)."""
     from gear_edge.assemble import Assembly
     from gear_edge.config import load_config
     from gear_edge.deduce.llm import DIRECT_ADAPTER
@@ -170,7 +170,8 @@ def test_auto_adapter_is_the_shipped_one_in_direct_mode_on_the_default_model(tmp
     assert m.locate() == MODELS_DIR / "deducer-lora.gguf" and sha256_file(m.locate()) == m.sha256
     assert m.size <= 10_000_000 and m.extra["base_sha256"] == Manifest.named("smollm2-135m-instruct-q4_1").sha256
     assert load_config("default").get("deduce", "adapter") == "auto"
-    assert Assembly(load_config("default"))._user_adapter() == (None, {})
+    path, how = Assembly(load_config("default"))._user_adapter()
+    assert path == MODELS_DIR / "program-lora.gguf" and how["manifest"].extra["task"] == "program"
     base = Manifest.named("smollm2-135m-instruct-q4_1")
     user = load_config("default", {"deduce.mode": "direct", "deduce.model": str(base.locate()),
                                    "deduce.model_sha256": base.sha256})
@@ -207,8 +208,8 @@ def test_shipped_adapter_earns_its_place_on_unseen_scenes():
 
 
 def test_model_inventory_records_the_adapter_that_answers(tmp_path):
-    """Data-engine records and benchmarks name the adapter with its sha256: the shipped one where
-    "auto" uses it (direct mode, default model), a user's file by its bytes, none in program mode."""
+    """Data-engine records and benchmarks name the adapter with its sha256: the shipped one of the mode
+    where "auto" uses it (the default model), a user's file by its bytes, none when switched off."""
     from gear_edge.config import load_config
     from gear_edge.manifest import Manifest, sha256_file
     from gear_edge.model_inventory import model_inventory
@@ -217,7 +218,8 @@ def test_model_inventory_records_the_adapter_that_answers(tmp_path):
         return [e for e in model_inventory(load_config("default", {"describe.ocr": "false", **overrides}))
                 if e["role"] == "deducer.adapter"]
 
-    assert adapters({}) == []
+    assert [(e["name"], e["sha256"]) for e in adapters({})] == [("program-lora", Manifest.named("program-lora").sha256)]
+    assert adapters({"deduce.adapter": ""}) == []
     shipped = adapters({"deduce.mode": "direct"})
     assert [(e["name"], e["sha256"], e["installed"]) for e in shipped] == [
         ("deducer-lora", Manifest.named("deducer-lora").sha256, True)]

@@ -123,15 +123,25 @@ def _llm_calls(gs) -> int:
 
 def test_the_llm_is_called_in_program_mode(gs, table_scene):
     _, scene = table_scene
-    # deduce.program_llm = "auto" (the default) never asks the default SmolLM2-135M: measured not to
-    # help (benchmarks/bench_deduce_quality.py); "always" asks it
+    # the default profile translates with the shipped program adapter: a word the parser does not know
+    # ("ruby"), whose own words find nothing, reaches it and the chain shows its program
+    assert gs.deducer.llm_role == "translate"
     before = _llm_calls(gs)
-    skipped = gs.ask(scene, "something to drink coffee from")
-    assert _llm_calls(gs) == before and skipped.prompt_tokens == 0
-    assert any("LLM skipped" in st.text and "SmolLM2-135M" in st.text for st in skipped.steps)
-    always = GearSeg.from_config("default", {"describe.ocr": "false", "deduce.program_llm": "always"}, llm=gs.llm)
-    answer = always.ask(scene, "something to drink coffee from")  # a use, not a word the parser knows
+    answer = gs.ask(scene, "pass me the ruby thing")
     assert _llm_calls(gs) == before + 1, "the query did not reach the LLM"
+    assert answer.prompt_tokens > 0 and answer.completion_tokens > 0
+    assert answer.meta["llm"]["adapter"] == "program-lora.gguf"
+    assert any("translated the query" in st.text for st in answer.steps), [st.text for st in answer.steps]
+    assert set(answer.targets) <= set(scene.ids)
+    # without an adapter "auto" never asks the plain SmolLM2-135M: measured not to help
+    # (benchmarks/bench_deduce_quality.py); "always" asks it to name objects
+    plain = GearSeg.from_config("default", {"describe.ocr": "false", "deduce.adapter": ""})
+    skipped = plain.ask(scene, "something to drink coffee from")
+    assert skipped.prompt_tokens == 0
+    assert any("LLM skipped" in st.text and "SmolLM2-135M" in st.text for st in skipped.steps)
+    always = GearSeg.from_config("default", {"describe.ocr": "false", "deduce.adapter": "",
+                                             "deduce.program_llm": "always"})
+    answer = always.ask(scene, "something to drink coffee from")  # a use, not a word the parser knows
     assert answer.prompt_tokens > 0 and answer.completion_tokens > 0
     assert any(st.text.startswith("LLM (") for st in answer.steps), [st.text for st in answer.steps]
     assert set(answer.targets) <= set(scene.ids)
@@ -139,9 +149,9 @@ def test_the_llm_is_called_in_program_mode(gs, table_scene):
 
 def test_the_llm_is_called_in_direct_mode(gs, table_scene):
     s, scene = table_scene
-    direct = GearSeg.from_config("default", {"describe.ocr": "false", "deduce.mode": "direct"}, llm=gs.llm)
-    before = _llm_calls(gs)
+    direct = GearSeg.from_config("default", {"describe.ocr": "false", "deduce.mode": "direct"})
+    before = _llm_calls(direct)
     answer = direct.ask(scene, "the red object")
-    assert _llm_calls(gs) > before and answer.mode == "direct"
+    assert _llm_calls(direct) > before and answer.mode == "direct"
     assert answer.prompt_tokens > 100 and answer.completion_tokens > 0
     assert set(answer.targets) <= set(scene.ids)  # SmolLM2-135M's choice is reported, not scored here
