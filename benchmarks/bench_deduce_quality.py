@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     variants["program_llm_random"] = run_variant(
         ProgramDeducer(llm=RandomWordsLLM(), llm_use="always", threads=args.threads), todo)
     llm = None
-    load_s = adapter_load = None
+    load_s = adapter_load = program_adapter_load = None
     if not args.no_llm or args.direct:
         try:
             from gear_edge.deduce.llm import LocalLLM
@@ -363,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         base_llm = llm if llm is not None else LocalLLM(threads=args.threads)
         variants["program_translate_base"] = run_variant(
             ProgramDeducer(llm=base_llm, llm_use="always", llm_role="translate", threads=args.threads), todo)
+        program_adapter_load = load_times(str(path), args.threads)
         variants["program_translate"] = run_variant(
             ProgramDeducer(llm=LocalLLM(threads=args.threads, lora_path=path, lora_manifest=man), llm_use="always",
                            llm_role="translate", threads=args.threads), todo)
@@ -379,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "deduce_quality", "machine": machine_info(("llama-cpp-python",)),
         "roles_available": HAS_ROLE, "queries": len(todo), "scenes": len(SCENES), "describe_s": describe_s,
-        "llm_load_s": load_s, "adapter_load": adapter_load, "skipped": skipped, "e2e": e2e_info, "summary": summary,
+        "llm_load_s": load_s, "adapter_load": adapter_load, "program_adapter_load": program_adapter_load,
+        "skipped": skipped, "e2e": e2e_info, "summary": summary,
         "failures": {k: [{kk: r[kk] for kk in ("category", "scene", "query", "want", "got", "steps")}
                          for r in v if not r["ok"]] for k, v in variants.items()},
     }
@@ -403,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     if adapter_load:
         print(f"load: base {adapter_load['base_s']:.3f} s, with adapter {adapter_load['with_adapter_s']:.3f} s "
               f"({adapter_load['adapter_adds']:+.1%})")
+    if program_adapter_load:
+        p = program_adapter_load
+        print(f"load: base {p['base_s']:.3f} s, with the program adapter {p['with_adapter_s']:.3f} s "
+              f"({p['adapter_adds']:+.1%})")
     if args.show_failures:
         for r in variants["program_llm_off"]:
             if not r["ok"]:
