@@ -264,10 +264,6 @@ class Assembly:
         role = str(cfg.get("deduce", "program_llm_role"))
         if role == "auto":  # an adapter trained to translate says so in its manifest (task = "program")
             m = how.get("manifest")
-            if m is not None and not hasattr(m, "extra"):
-                from gear_edge.manifest import Manifest
-
-                m = Manifest.load(m)
             role = "translate" if m is not None and m.extra.get("task") == "program" else "fill"
         # deduce.program_llm "auto": the plain default SmolLM2-135M is not asked (measured not to help);
         # an adapter on it was tuned for the job and is asked
@@ -302,8 +298,8 @@ class Assembly:
         return self._user_file("adapter", "LoRA adapter file", "for the base model alone")
 
     def _user_file(self, key: str, what: str, empty_means: str) -> tuple[Path | None, dict[str, Any]]:
-        """(path or None, {"sha256"|"manifest": ...}) of the user file ``deduce.<key>``, verified by
-        ``deduce.<key>_sha256``, the manifest next to it, or ``runtime.allow_unverified_models``."""
+        """(path or None, {"sha256": str} | {"manifest": Manifest}) of the user file ``deduce.<key>``,
+        verified by ``deduce.<key>_sha256``, the manifest next to it, or ``runtime.allow_unverified_models``."""
         path = self.config.path("deduce", key)
         if path is None:
             return None, {}
@@ -318,7 +314,9 @@ class Assembly:
         if how == "sha256":
             return path, {"sha256": sha}
         if how == "manifest":
-            return path, {"manifest": path.with_suffix(".toml")}
+            from gear_edge.manifest import Manifest
+
+            return path, {"manifest": Manifest.load(path.with_suffix(".toml"))}
         return path, {}
 
     def _optional(self, name: str) -> Callable[[], Any]:

@@ -172,7 +172,8 @@ def test_program_dataset_resumes_to_the_same_files(tmp_path):
         f.write(b'{"half": ')  # an interrupted write after the last recorded scene
     pd.write_dataset(tmp_path / "part", SETTINGS)
     for split in dd.SPLITS:
-        assert (tmp_path / "whole" / f"{split}.jsonl").read_bytes() == (tmp_path / "part" / f"{split}.jsonl").read_bytes()
+        name = f"{split}.jsonl"
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "part" / name).read_bytes()
     assert whole["settings"]["format"] == pd.FORMAT
     with pytest.raises(InputError, match="other settings"):
         dd.write_dataset(tmp_path / "whole", SETTINGS)  # a direct-mode writer on a program folder

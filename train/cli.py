@@ -127,5 +127,5 @@ def _eval_program(args: argparse.Namespace, path) -> int:
     result["adapter"] = None if adapter == "none" else str(adapter)
     if args.out:
         write_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())
-    print(json.dumps({n: {k: v for k, v in r.items()} for n, r in result["by_deducer"].items()}, indent=1))
+    print(json.dumps(result["by_deducer"], indent=1))
     return 0

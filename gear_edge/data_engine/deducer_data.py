@@ -325,6 +325,39 @@ def read_examples(path: str | os.PathLike, required: tuple[str, ...] = ()) -> li
 EVAL_KEYS = ("scene_seed", "query", "targets", "cls", "scene")
 
 
+def even_sample(examples: list[dict], limit: int = 0) -> list[dict]:
+    """An even sample of ``limit`` examples (every k-th; 0 = all), ordered by scene then query."""
+    todo = list(examples)
+    if limit and len(todo) > limit:
+        step = len(todo) / limit
+        todo = [todo[int(k * step)] for k in range(limit)]
+    return sorted(todo, key=lambda ex: (ex["scene_seed"], ex["query"]))
+
+
+def with_scenes(examples: list[dict]):
+    """(example, its scene rebuilt from ``scene_seed``, whether that scene was just rebuilt) per example;
+    examples in scene order share one rebuild."""
+    scene, seed = None, None
+    for ex in examples:
+        fresh = ex["scene_seed"] != seed
+        if fresh:
+            seed = ex["scene_seed"]
+            scene = random_scene(int(seed))
+        yield ex, scene, fresh
+
+
+def tally(rows: list[dict], key: Callable[[dict], str], ok: Callable[[dict], bool]) -> dict[str, dict[str, float]]:
+    """total / correct / accuracy of ``rows`` per ``key(row)``, correct where ``ok(row)``; sorted by key."""
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        t = out.setdefault(key(r), {"total": 0, "correct": 0})
+        t["total"] += 1
+        t["correct"] += int(ok(r))
+    for t in out.values():
+        t["accuracy"] = t["correct"] / t["total"]
+    return dict(sorted(out.items()))
+
+
 def evaluate_direct(examples: list[dict], deducer, *, limit: int = 0,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Accuracy of a direct deducer (``deducer.deduce(scene, query) -> Answer``) on data-engine examples:
@@ -333,21 +366,13 @@ def evaluate_direct(examples: list[dict], deducer, *, limit: int = 0,
     InputError). ``limit``: an even sample of that many (every k-th, 0 = all), run scene by scene so
     the LLM's scene prefix is evaluated once per scene. Returns total / correct / accuracy, per class,
     per template family (the template's first two parts) and absent -> nothing, plus the rows."""
-    todo = list(examples)
-    if limit and len(todo) > limit:
-        step = len(todo) / limit
-        todo = [todo[int(k * step)] for k in range(limit)]
-    todo.sort(key=lambda ex: (ex["scene_seed"], ex["query"]))
+    todo = even_sample(examples, limit)
     rows: list[dict] = []
-    scene, seed = None, None
-    for k, ex in enumerate(todo):
-        if ex["scene_seed"] != seed:
-            seed = ex["scene_seed"]
-            scene = random_scene(int(seed))
-            block = prompt_parts(scene, ex["query"])["scene"]
-            if block != ex["scene"]:
-                raise InputError(f"scene seed {seed}: the stored scene text differs from what this version writes "
-                                 "(the data was written by another version; regenerate it with 'train-deducer data')")
+    for k, (ex, scene, fresh) in enumerate(with_scenes(todo)):
+        if fresh and prompt_parts(scene, ex["query"])["scene"] != ex["scene"]:
+            raise InputError(f"scene seed {ex['scene_seed']}: the stored scene text differs from what this "
+                             "version writes (the data was written by another version; regenerate it with "
+                             "'train-deducer data')")
         answer = deducer.deduce(scene, ex["query"])
         got = sorted(int(t) for t in answer.targets)
         want = sorted(int(t) for t in ex["targets"])
@@ -358,21 +383,14 @@ def evaluate_direct(examples: list[dict], deducer, *, limit: int = 0,
         if progress is not None and (k + 1) % 20 == 0:
             progress(f"{k + 1}/{len(todo)}: {sum(r['ok'] for r in rows)} right")
 
-    def tally(key) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
-        for r in rows:
-            t = out.setdefault(key(r), {"total": 0, "correct": 0})
-            t["total"] += 1
-            t["correct"] += int(r["ok"])
-        for t in out.values():
-            t["accuracy"] = t["correct"] / t["total"]
-        return dict(sorted(out.items()))
+    def by(key) -> dict[str, dict[str, float]]:
+        return tally(rows, key, lambda r: r["ok"])
 
     absent = [r for r in rows if not r["want"]]
     correct = sum(r["ok"] for r in rows)
     return {"total": len(rows), "correct": correct, "accuracy": correct / len(rows) if rows else 0.0,
-            "per_class": tally(lambda r: r["cls"]),
-            "per_family": tally(lambda r: ".".join(r["template"].split(".")[:2])),
+            "per_class": by(lambda r: r["cls"]),
+            "per_family": by(lambda r: ".".join(r["template"].split(".")[:2])),
             "absent_answered_nothing": {"total": len(absent), "correct": sum(not r["got"] for r in absent)},
             "model_alone": {"correct": sum(r["model_got"] == r["want"] for r in rows if r["model_got"] is not None),
                             "total": sum(r["model_got"] is not None for r in rows)},

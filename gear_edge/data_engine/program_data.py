@@ -166,17 +166,9 @@ def evaluate_program(examples: list[dict], deducers: Mapping[str, Any], *, reach
     reach the LLM (``reaches_llm``). Scenes are rebuilt from their seeds. ``limit``: an even sample.
     Returns per deducer: total / correct / accuracy, per class and per replaced word kind, LLM calls
     and their latency; and the rows (what each deducer answered)."""
-    todo = [ex for ex in examples if ex.get("reaches_llm") or not reaching_only]
-    if limit and len(todo) > limit:
-        step = len(todo) / limit
-        todo = [todo[int(k * step)] for k in range(limit)]
-    todo.sort(key=lambda ex: (ex["scene_seed"], ex["query"]))
+    todo = dd.even_sample([ex for ex in examples if ex.get("reaches_llm") or not reaching_only], limit)
     rows: list[dict] = []
-    scene, seed = None, None
-    for k, ex in enumerate(todo):
-        if ex["scene_seed"] != seed:
-            seed = ex["scene_seed"]
-            scene = dd.random_scene(int(seed))
+    for k, (ex, scene, _) in enumerate(dd.with_scenes(todo)):
         want = sorted(int(t) for t in ex["targets"])
         row: dict[str, Any] = {"cls": ex["cls"], "query": ex["query"], "want": want, "replaced": ex.get("replaced", ""),
                                "variant": ex.get("variant", "")}
@@ -190,20 +182,13 @@ def evaluate_program(examples: list[dict], deducers: Mapping[str, Any], *, reach
             progress(f"{k + 1}/{len(todo)}: " + ", ".join(f"{n} {sum(r[n]['ok'] for r in rows)}" for n in deducers))
 
     def summary(name: str) -> dict[str, Any]:
-        def tally(key) -> dict[str, dict[str, float]]:
-            out: dict[str, dict[str, float]] = {}
-            for r in rows:
-                t = out.setdefault(key(r), {"total": 0, "correct": 0})
-                t["total"] += 1
-                t["correct"] += int(r[name]["ok"])
-            for t in out.values():
-                t["accuracy"] = t["correct"] / t["total"]
-            return dict(sorted(out.items()))
+        def by(key) -> dict[str, dict[str, float]]:
+            return dd.tally(rows, key, lambda r: r[name]["ok"])
 
         ms = sorted(r[name]["llm_ms"] for r in rows if r[name]["llm_ms"] is not None)
         correct = sum(r[name]["ok"] for r in rows)
         return {"total": len(rows), "correct": correct, "accuracy": correct / len(rows) if rows else 0.0,
-                "per_class": tally(lambda r: r["cls"]), "per_replaced": tally(lambda r: r["replaced"] or "-"),
+                "per_class": by(lambda r: r["cls"]), "per_replaced": by(lambda r: r["replaced"] or "-"),
                 "llm_calls": len(ms), "llm_ms_p50": ms[len(ms) // 2] if ms else None,
                 "llm_ms_p90": ms[min(len(ms) - 1, int(0.9 * len(ms)))] if ms else None}
 

@@ -110,5 +110,6 @@ TRANSLATE_SYSTEM = (
 TRANSLATE_EXAMPLES: tuple[tuple[str, str], ...] = (
     ("bring me the large grey kettle", '{"targets": [{"attrs": ["size=large", "colour=grey"], "noun": "kettle"}]}'),
     ("every hat left of the towel",
-     '{"targets": [{"attrs": [], "noun": "hat", "rel": "left_of", "ref": {"attrs": [], "noun": "towel"}, "all": true}]}'),
+     '{"targets": [{"attrs": [], "noun": "hat", "rel": "left_of", "ref": {"attrs": [], "noun": "towel"}, '
+     '"all": true}]}'),
 )

@@ -59,10 +59,9 @@ def order_atom(key: str, descending: bool, rank: int = 1, count: int = 1) -> str
             + (f" x{count}" if count != 1 else ""))
 
 
-ORDERS: tuple[str, ...] = tuple(order_atom(k, d, r, c) for k in ORDER_KEYS for d in (False, True)
-                                for r in range(0, MAX_RANK + 1) for c in range(1, MAX_COUNT + 1))
-_ORDER_PARTS = {a: (k, d, r, c) for k in ORDER_KEYS for d in (False, True) for r in range(0, MAX_RANK + 1)
-                for c in range(1, MAX_COUNT + 1) for a in (order_atom(k, d, r, c),)}
+_ORDER_PARTS = {order_atom(k, d, r, c): (k, d, r, c) for k in ORDER_KEYS for d in (False, True)
+                for r in range(0, MAX_RANK + 1) for c in range(1, MAX_COUNT + 1)}
+ORDERS: tuple[str, ...] = tuple(_ORDER_PARTS)
 
 
 def _order_word(key: str, descending: bool, rank: int, count: int) -> str:

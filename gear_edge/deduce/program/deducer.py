@@ -3,8 +3,9 @@
 The query becomes a typed :class:`~gear_edge.deduce.program.ast.Program` (deterministic parser);
 phrases the grammar does not cover (a purpose such as "something to cut the tape with", or words
 it cannot place) are handed to the LLM, which only names candidate objects under a bounded JSON
-grammar (or, tuned for it, translates the whole query into a program: ``llm_role="translate"``); the program is then executed exactly on the scene, and its executed steps — each with the
-ids it kept — are the logic chain. Without a usable LLM (llama-cpp-python missing, or ``llm=None``)
+grammar (or, tuned for it, translates the whole query into a program: ``llm_role="translate"``); the
+program is then executed exactly on the scene, and its executed steps — each with the ids it kept —
+are the logic chain. Without a usable LLM (llama-cpp-python missing, or ``llm=None``)
 every query still runs: unresolved phrases are matched by their own words and the chain says the
 LLM was skipped.
 
@@ -253,7 +254,6 @@ class ProgramDeducer:
         if not any(words.values()):
             return program, prompt, completion
         return with_alternatives(program, words), prompt, completion
-
 
     def _translate(self, translator: ProgramTranslator, program: Program, trace: Trace,
                    timings: dict[str, float], t0: float) -> tuple[Program, int, int]:

@@ -12,12 +12,11 @@ examples) is the same for every query, so the LLM's prefix cache evaluates it on
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from gear_edge.deduce.grammar import Array, Grammar, Object, String, compile_schema, parse
+from gear_edge.deduce.program.lru import LruCache
 from gear_edge.deduce.program.semantic import singular
 from gear_edge.deduce.prompts import FILL_EXAMPLES, FILL_SYSTEM
 from gear_edge.errors import GearEdgeError
@@ -64,9 +63,7 @@ class ObjectFiller:
     def __init__(self, llm, cache_size: int = 512) -> None:
         self.llm = llm
         self.grammar: Grammar = compile_schema(fill_schema())
-        self._cache: OrderedDict[tuple[str, tuple[str, ...]], Fill] = OrderedDict()
-        self._cache_size = max(0, int(cache_size))
-        self._lock = threading.Lock()
+        self._cache: LruCache[Fill] = LruCache(cache_size)
 
     def prompt(self, phrase: str):
         """(prefix, suffix) chat segments; the phrase is untrusted Content inside the user turn."""
@@ -76,11 +73,9 @@ class ObjectFiller:
         """The LLM's words for ``phrase`` (cached); ``budget_s`` bounds the call (seconds)."""
         phrase = " ".join(str(phrase).split())[:MAX_PHRASE_CHARS]
         key = (phrase, tuple(acted_on))
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return Fill(hit.phrase, hit.words, hit.raw, hit.dropped, cached=True)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return Fill(hit.phrase, hit.words, hit.raw, hit.dropped, cached=True)
         t0 = time.perf_counter()
         prefix, suffix = self.prompt(phrase)
         kw = {} if budget_s is None else {"budget_s": float(budget_s)}
@@ -95,10 +90,7 @@ class ObjectFiller:
                    (time.perf_counter() - t0) * 1e3, False, dict(gen.timings), over)
         if over:
             return out  # not cached: a later call with more time may finish
-        with self._lock:
-            self._cache[key] = Fill(phrase, words, raw, dropped)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(key, Fill(phrase, words, raw, dropped))
         return out
 
     def _keep(self, phrase: str, raw: tuple[str, ...], acted_on: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -10,14 +10,13 @@ query and evaluated once, and translations are cached per query (greedy decoding
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from gear_edge.deduce.grammar import parse
 from gear_edge.deduce.program.ast import Program
 from gear_edge.deduce.program.compact import compact_grammar, from_compact
+from gear_edge.deduce.program.lru import LruCache
 from gear_edge.deduce.prompts import TRANSLATE_EXAMPLES, TRANSLATE_SYSTEM, clean_query
 from gear_edge.errors import GearEdgeError
 
@@ -54,17 +53,13 @@ class ProgramTranslator:
     def __init__(self, llm, cache_size: int = 512) -> None:
         self.llm = llm
         self.grammar = compact_grammar()
-        self._cache: OrderedDict[str, Translation] = OrderedDict()
-        self._cache_size = max(0, int(cache_size))
-        self._lock = threading.Lock()
+        self._cache: LruCache[Translation] = LruCache(cache_size)
 
     def translate(self, query: str, budget_s: float | None = None) -> Translation:
         system, text, examples = prompt_pair(query)
-        with self._lock:
-            hit = self._cache.get(text)
-            if hit is not None:
-                self._cache.move_to_end(text)
-                return Translation(hit.query, hit.program, hit.raw, hit.error, cached=True)
+        hit = self._cache.get(text)
+        if hit is not None:
+            return Translation(hit.query, hit.program, hit.raw, hit.error, cached=True)
         t0 = time.perf_counter()
         prefix, suffix = self.llm.chat_parts(system, "", text, examples)
         kw = {} if budget_s is None else {"budget_s": float(budget_s)}
@@ -83,8 +78,5 @@ class ProgramTranslator:
                           (time.perf_counter() - t0) * 1e3, False, stop == "time", dict(gen.timings))
         if stop == "time":
             return out  # not cached: a later call with more time may finish
-        with self._lock:
-            self._cache[text] = Translation(query, program, gen.text, error)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(text, Translation(query, program, gen.text, error))
         return out
