@@ -132,7 +132,7 @@ def compare_precision(reference: Sequence[Mapping[str, Any]], candidate: Mapping
 
 def quantize_static_int8_low_memory(src: Path, dst: Path, feeds: Iterable[Mapping[str, np.ndarray]], *,
                                     preprocess: bool = True) -> Path:
-    """Static int8 (QDQ, per-channel int8 weights, uint8 activations, min-max calibration), as
+    """Static int8 (QDQ, per-channel uint8 weights (CPU_WEIGHT_TYPE), uint8 activations, min-max calibration), as
     ``export.quantize.quantize_static_int8`` with its defaults, but calibrated in bounded memory.
 
     onnxruntime's calibrator adds a ReduceMin/ReduceMax pair per tensor and runs that graph in
@@ -181,13 +181,13 @@ def quantize_static_int8_low_memory(src: Path, dst: Path, feeds: Iterable[Mappin
         del calibrator
         q.quantize_static(
             model_in, str(dst), None, quant_format=q.QuantFormat.QDQ, per_channel=True,
-            activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+            activation_type=q.QuantType.QUInt8, weight_type=qz.weight_quant_type(q, qz.CPU_WEIGHT_TYPE),
             calibrate_method=q.CalibrationMethod.MinMax, calibration_cache_path=cache,
         )
     return qz.write_derived_manifest(src, dst, "int8", extra={
         "quantizer": "onnxruntime.quantization.quantize_static", "quant_format": "QDQ", "calibration_method": "minmax",
-        "calibration_samples": reader.count, "per_channel": True, "activation_type": "uint8", "weight_type": "int8",
-        "symmetric": False, "preprocessed": bool(preprocess)})
+        "calibration_samples": reader.count, "per_channel": True, "activation_type": "uint8",
+        "weight_type": qz.CPU_WEIGHT_TYPE, "symmetric": False, "preprocessed": bool(preprocess)})
 
 
 def fp16_verdict(report: Mapping[str, Any]) -> tuple[bool | None, str]:

@@ -33,5 +33,11 @@ class LruCache(Generic[V]):
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
+    def values(self) -> list[V]:
+        """A snapshot of the cached values, least recently used first."""
+        with self._lock:
+            return list(self._items.values())
+
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            return len(self._items)
