@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                          "program_translate (the adapter writes the program) and program_translate_base (the plain "
                          "model with the translator's prompt)")
     ap.add_argument("--category", default=None, help="only this category")
-    ap.add_argument("--e2e", action="store_true", help="also the default pipeline end to end (own masks)")
+    ap.add_argument("--e2e", action="store_true",
+                    help="also the default pipeline end to end (own masks), and the same with its LLM off")
     ap.add_argument("--e2e-direct", action="store_true",
                     help="also the default pipeline end to end in direct mode (deduce.adapter = auto: the shipped "
                          "adapter), on every --direct-limit-th query")
@@ -370,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     e2e_info = None
     if args.e2e:
         variants["e2e_default_pipeline"], e2e_info = run_e2e(todo, args.threads)
+        variants["e2e_default_pipeline_llm_off"], _ = run_e2e(todo, args.threads, {"deduce.program_llm": "never"})
     if args.e2e_direct:
         variants["e2e_direct_pipeline"], _ = run_e2e(direct_todo, args.threads, {"deduce.mode": "direct"})
     # the subset that reaches the LLM: queries whose program leaves a phrase to it and whose own

@@ -108,6 +108,33 @@ def test_translate_role_keeps_the_phrases_answer_when_an_unusable_program_comes_
     assert "no program used (unusable program" in chain and "needs a ref" in chain
 
 
+def test_a_translation_that_drops_the_vocabularys_reading_of_a_purpose_is_not_used():
+    """'something to cut paper with' means use 'cut' to the vocabulary; where nothing here cuts, a program
+    that looks for something else (a sponge cleans) would turn "nothing" into a wrong answer."""
+    from tests.llm_fixtures import box_scene
+
+    scene = box_scene([("red", 15, 60, 45, 90), ("blue", 100, 70, 125, 90)],
+                      captions=["a yellow kitchen sponge", "a round metal lid"])
+    for program, used in ((_spec(attrs=["use=clean"]), False), (_spec(attrs=["shape=round"]), False),
+                          (_spec(attrs=["use=cut", "colour=red"]), True)):
+        d = ProgramDeducer(llm=RecordingLLM(json.dumps(program)), embedder=None, llm_use="always",
+                           llm_role="translate")
+        a = d.deduce(scene, "something to cut paper with")
+        chain = "\n".join(s.text for s in a.steps)
+        assert "translated the query" in chain, chain
+        assert ("not used: the vocabulary reads the purpose as use 'cut'" in chain) is (not used), chain
+        assert a.targets == [], chain
+    from gear_edge.deduce.program.executor import Trace
+
+    would, _ = ProgramDeducer(llm=None, embedder=None).executor.run(
+        scene, from_compact(_spec(attrs=["use=clean"]), "something to cut paper with"), Trace())
+    assert would == [1]  # what the refused program would have answered
+    # a phrase the vocabulary does not place is still the translator's to read
+    d = ProgramDeducer(llm=RecordingLLM(json.dumps(_spec(attrs=["colour=blue"]))), embedder=None,
+                       llm_use="always", llm_role="translate")
+    assert d.deduce(scene, "pass me the sapphire thing").targets == [2]
+
+
 def test_unknown_llm_role_is_refused():
     with pytest.raises(InputError, match="llm_role"):
         ProgramDeducer(llm=None, llm_role="guess")

@@ -217,6 +217,29 @@ def spec_to_dict(spec: ObjectSpec) -> dict[str, Any]:
     return d
 
 
+def affordances(program: Program) -> set[str]:
+    """The vocabulary affordances the program's (non-negated) purpose filters name, at any depth."""
+    out: set[str] = set()
+
+    def spec(s: ObjectSpec | None) -> None:
+        if s is None:
+            return
+        for f in s.filters:
+            if isinstance(f, NounFilter) and f.purpose and f.affordance and not f.negated:
+                out.add(f.affordance)
+            elif isinstance(f, RelationFilter):
+                spec(f.ref)
+                spec(f.ref2)
+            elif isinstance(f, Exclude):
+                spec(f.spec)
+        if s.order is not None:
+            spec(s.order.ref)
+
+    for t in program.targets:
+        spec(t)
+    return out
+
+
 def with_alternatives(program: Program, words: dict[str, tuple[str, ...]]) -> Program:
     """A copy of ``program`` whose (non-negated) NounFilters with a phrase in ``words`` get those
     alternatives, at any depth (references included)."""

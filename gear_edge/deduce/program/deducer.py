@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from gear_edge.deduce.base import DEFAULT_MAX_QUERY_CHARS, finish_answer, validate_query
-from gear_edge.deduce.program.ast import Program, with_alternatives
+from gear_edge.deduce.program.ast import Program, affordances, with_alternatives
 from gear_edge.deduce.program.executor import Executor, Trace, ids_text
 from gear_edge.deduce.program.fill import ObjectFiller
 from gear_edge.deduce.program.parser import Parser
@@ -269,6 +269,13 @@ class ProgramDeducer:
         if t.program is None or t.program.nothing:
             why = t.error or "it names nothing to look for"
             trace.add(f"LLM ({src}) translated the query for {unresolved}: no program used ({why}){who}", None)
+            return program, t.prompt_tokens, t.completion_tokens
+        said = affordances(program)
+        lost = sorted(said - affordances(t.program))
+        if lost:  # the vocabulary already knows what the purpose means: a guess that drops it is not used
+            uses = ", ".join(f"'{a}'" for a in lost)
+            trace.add(f"LLM ({src}) translated the query for {unresolved}: {t.program.describe()}{who}; not used: "
+                      f"the vocabulary reads the purpose as use {uses}, which that program drops", None)
             return program, t.prompt_tokens, t.completion_tokens
         trace.add(f"LLM ({src}) translated the query for {unresolved}: {t.program.describe()}{who}", None)
         return t.program, t.prompt_tokens, t.completion_tokens
