@@ -234,10 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", default="results/bench_scene.png")
     p.add_argument("--overlays", default="results/overlays")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a default-profile key")
     args = p.parse_args(argv)
     scenes = scene_set(args.scenes, args.first_seed)
-    gs = GearSeg.from_config("default")
-    result: dict = {"n_scenes": len(scenes), "n_queries": sum(len(s.queries) for s in scenes),
+    from gear_edge.cli import _overrides
+
+    gs = GearSeg.from_config("default", _overrides(args.set))
+    result: dict = {"n_scenes": len(scenes), "n_queries": sum(len(s.queries) for s in scenes), "set": args.set or [],
                     "first_seed": args.first_seed, "machine": machine_info(("scikit-image",)), "configs": {}}
     for cfg in args.configs:
         t0 = time.perf_counter()

@@ -132,7 +132,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "scale": Key(float, 100.0, 0.0, 1e6, lo_open=True, doc="Felzenszwalb scale"),
         "sigma": Key(float, 0.8, 0.0, 100.0, doc="Felzenszwalb Gaussian sigma (px of the work image)"),
         "merge_threshold": Key(float, 12.0, 0.0, 1000.0, doc="Lab distance below which neighbours merge"),
-        "min_area_frac": Key(float, 0.001, 0.0, 0.5, doc="smallest region kept, fraction of the image"),
+        "min_area_frac": Key(float, 0.0005, 0.0, 0.5, doc="smallest region kept, fraction of the image "
+                             "(below whole-object merging's tiny_frac: every region it keeps, small objects too)"),
         "max_regions": Key(int, 40, 1, 10_000),
         "whole_objects": Key(bool, True, doc="merge labels, logos, highlights, shadows and support fragments "
                                               "into whole objects / the support (gear_edge.segment.classical)"),

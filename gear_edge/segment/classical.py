@@ -50,7 +50,7 @@ class ClassicalSegmenter:
     scale: float = 100.0
     sigma: float = 0.8
     merge_threshold: float = 12.0
-    min_area_frac: float = 0.001
+    min_area_frac: float = 0.0005  # below tiny_frac: the regions whole-object merging keeps, a 16x16 px ball too
     max_regions: int = 40
     whole_objects: bool = True
     name: str = "classical-felzenszwalb-rag"
@@ -270,28 +270,32 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
         merge(i, j)
     # 2b. faces of one object: neighbours of one saturated chromaticity (lit top, shaded side)
     grey = np.array([1 / 3, 1 / 3])
-    changed = True
-    while changed:
-        changed = False
-        for i in np.argsort(-area, kind="stable"):
-            i = int(i)
-            if not alive[i] or border[i] > 0:
-                continue
-            ci = csum[i] / max(area[i], 1)
-            achromatic = np.hypot(*(ci - grey)) < 0.03
-            if not achromatic and np.hypot(*(ci - grey)) < 0.06:
-                continue  # nearly grey: chromaticity cannot tell faces from neighbours
-            for j in np.flatnonzero(B[i] > 0):
-                j = int(j)
-                if j == i or not alive[j] or border[j] > 0:
+
+    def merge_faces() -> None:
+        changed = True
+        while changed:
+            changed = False
+            for i in np.argsort(-area, kind="stable"):
+                i = int(i)
+                if not alive[i] or border[i] > 0:
                     continue
-                perim = min(B[i].sum(), B[j].sum())
-                cj = csum[j] / max(area[j], 1)
-                # a white / grey / black object's faces differ in lightness only
-                same = np.hypot(*(cj - grey)) < 0.03 if achromatic else chroma_d(i, j) <= face_chroma
-                if B[i, j] >= 0.1 * perim and same:
-                    merge(j, i)
-                    changed = True
+                ci = csum[i] / max(area[i], 1)
+                achromatic = np.hypot(*(ci - grey)) < 0.03
+                if not achromatic and np.hypot(*(ci - grey)) < 0.06:
+                    continue  # nearly grey: chromaticity cannot tell faces from neighbours
+                for j in np.flatnonzero(B[i] > 0):
+                    j = int(j)
+                    if j == i or not alive[j] or border[j] > 0:
+                        continue
+                    perim = min(B[i].sum(), B[j].sum())
+                    cj = csum[j] / max(area[j], 1)
+                    # a white / grey / black object's faces differ in lightness only
+                    same = np.hypot(*(cj - grey)) < 0.03 if achromatic else chroma_d(i, j) <= face_chroma
+                    if B[i, j] >= 0.1 * perim and same:
+                        merge(j, i)
+                        changed = True
+
+    merge_faces()
     on_b = np.flatnonzero(alive & (border > 0))
     s0 = int(on_b[np.argmax(area[on_b])]) if len(on_b) else -1  # the provisional support
     # 2. enclosed regions into their encloser: labels (carry letters) and small things
@@ -358,6 +362,8 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
             j = max(best, key=lambda k: area[k])
             merge(i, j)
             cur[cur == i] = j
+    # 2d. faces again: a blended strip between a lit and a shaded face (2c) kept them apart before
+    merge_faces()
     # 3. the support: the largest region on the image border, and its fragments / shadows / hole views
     live = np.flatnonzero(alive)
     on_border = [int(i) for i in live if border[i] > 0]
