@@ -141,3 +141,45 @@ def test_perceive_depth_errors_and_holes(table_scene):
     assert gs.ask(scene, "the tallest object").targets == [4]
     assert scene.regions[5].attributes["height_m"] == pytest.approx(0.06, abs=0.01)
     assert cv2 is not None
+
+
+def test_join_faces_same_chroma_within_gap_only():
+    from gear_edge.segment.rgbd import _join_faces
+
+    def group(y0, y1, x0, x1, chroma):
+        m = np.zeros((40, 40), bool)
+        m[y0:y1, x0:x1] = True
+        return [m, int(m.sum()), np.asarray(chroma, float)]
+
+    red, blue = (0.6, 0.2), (0.2, 0.3)
+    # top face and side face of one can, a 2 px dark rim between them (3 px from pixel to pixel); a third
+    # face 3 px below the side (joined through the side); a same-coloured blob 7 px away and a blue face
+    # touching the top stay apart
+    groups = [group(0, 10, 5, 15, red), group(12, 20, 5, 15, red), group(22, 26, 5, 15, red),
+              group(0, 10, 21, 30, red), group(0, 10, 15, 17, blue)]
+    out = _join_faces([[g[0].copy(), g[1], g[2].copy()] for g in groups], chroma_merge=0.035)
+    assert len(out) == 3
+    can = max(out, key=lambda g: g[1])
+    assert can[1] == groups[0][1] + groups[1][1] + groups[2][1] and can[0].sum() == can[1]
+    assert np.allclose(can[2], red)
+    assert sorted(g[1] for g in out) == sorted([groups[3][1], groups[4][1], can[1]])
+    assert _join_faces([groups[0]], 0.035) == [groups[0]]
+
+
+def test_rgbd_finds_small_balls():
+    """Balls 3.2 cm across (~190-220 px here, fewer once depth edges cut their outline) are objects on
+    RGB-D next to cans; under the former 150 px floor the orange one was dropped (IoU 0)."""
+    prims = [
+        Prim("sphere", (-0.15, 0.62, 0.016), (0.016,) * 3, (230, 120, 30)),
+        Prim("sphere", (0.16, 0.5, 0.016), (0.016,) * 3, (40, 160, 200)),
+        Prim("cylinder", (0.0, 0.58, 0.06), (0.035, 0.035, 0.12), (200, 40, 40)),
+        Prim("cylinder", (0.2, 0.72, 0.045), (0.03, 0.03, 0.09), (230, 230, 225)),
+    ]
+    r = render(prims, cam_height=0.75, pitch_deg=50, dist_back=0.2, table=(1.4, 1.2), seed=7)
+    d = depth_to_metres(sensor_depth(r.depth, r.ids, seed=2), (H, W))
+    masks, roles, _ = segment_rgbd(r.image, d, as_intrinsics(r.K), ClassicalSegmenter().labels(r.image))
+    objs = [m for m, role in zip(masks, roles) if role == "object"]
+    for k in range(1, 5):
+        truth = r.ids == k
+        best = max(_iou(m, truth) for m in objs)
+        assert best >= 0.75, (k, int(truth.sum()), best)

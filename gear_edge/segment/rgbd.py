@@ -48,7 +48,7 @@ class RgbdParams:
     above_m: float = 0.012
     edge_jump_m: float = 0.015  # depth jump between neighbours that cuts clusters (plus 2 % of z)
     max_height_m: float = 0.6
-    min_object_px: int = 150
+    min_object_px: int = 110  # a 16 px ball keeps ~110-150 px once its outline is cut at depth edges
     chroma_merge: float = 0.035  # rg-chromaticity distance under which two segments of a cluster are one object
     enclosed_frac: float = 0.8  # a segment is enclosed when the cluster's other pixels hold this much of its ring
     flush_m: float = 0.01  # ... and merges into its surround when their median heights differ less than this
@@ -133,6 +133,31 @@ def _chroma(image: np.ndarray) -> np.ndarray:
     return rgb[..., :2] / np.maximum(rgb.sum(-1, keepdims=True), 1.0)
 
 
+def _join_faces(groups: list[list], chroma_merge: float, gap_px: int = 3) -> list[list]:
+    """Groups ([mask, count, chroma]) of one depth cluster with the same chromaticity and pixels at
+    most ``gap_px`` apart (chessboard distance; a rim of ``gap_px - 1`` pixels between them) joined: the lit top and shaded side of a cylinder, split by a dark rim whose
+    pixels colour gave to something else. (Touching objects of one colour are in different clusters:
+    a depth edge cuts them.)"""
+    kernel = np.ones((2 * gap_px + 1, 2 * gap_px + 1), np.uint8)
+    joined = True
+    while joined and len(groups) > 1:
+        joined = False
+        for a in range(len(groups)):
+            grown = cv2.dilate(groups[a][0].view(np.uint8), kernel).view(bool)
+            for b in range(a + 1, len(groups)):
+                ga, gb = groups[a], groups[b]
+                if np.hypot(*(ga[2] - gb[2])) <= chroma_merge and (grown & gb[0]).any():
+                    ga[0] |= gb[0]
+                    ga[2] = (ga[2] * ga[1] + gb[2] * gb[1]) / (ga[1] + gb[1])
+                    ga[1] += gb[1]
+                    del groups[b]
+                    joined = True
+                    break
+            if joined:
+                break
+    return groups
+
+
 def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntrinsics, colour_labels: np.ndarray,
                  params: RgbdParams | None = None) -> tuple[list[np.ndarray], list[str], np.ndarray | None]:
     """(bool [H, W] masks, roles, support plane or None) from registered colour + depth.
@@ -202,6 +227,7 @@ def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntri
                 target[0] |= pm
                 target[2] = (target[2] * target[1] + ch * cnt) / (target[1] + cnt)
                 target[1] += cnt
+        groups = _join_faces(groups, prm.chroma_merge)
         for g in groups:
             if g[1] < prm.min_object_px:
                 continue
