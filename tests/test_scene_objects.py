@@ -183,3 +183,67 @@ def test_rgbd_finds_small_balls():
         truth = r.ids == k
         best = max(_iou(m, truth) for m in objs)
         assert best >= 0.75, (k, int(truth.sum()), best)
+
+
+def _box_group(hw, y0, y1, x0, x1, chroma=(0.4, 0.3)):
+    m = np.zeros(hw, bool)
+    m[y0:y1, x0:x1] = True
+    return [m, int(m.sum()), np.asarray(chroma, float)]
+
+
+def test_join_raised_faces_by_height():
+    from gear_edge.segment.rgbd import _join_raised_faces
+
+    hw = (60, 60)
+    hgt = np.full(hw, np.nan)
+    # a can: side face rows 20-40 rising 12 -> 80 mm, grey top rows 10-20 at 80 mm (another colour)
+    hgt[20:40, 10:20] = np.linspace(0.08, 0.012, 20)[:, None]
+    hgt[10:20, 10:20] = 0.08
+    # a box lying on a box: lower box rows 20-40 (12 -> 50 mm), upper box rows 5-20 (50 -> 75 mm)
+    hgt[20:40, 30:45] = np.linspace(0.05, 0.012, 20)[:, None]
+    hgt[5:20, 32:43] = np.linspace(0.075, 0.05, 15)[:, None]
+    # a ball standing beside the lower box (reaches the table, lower than the box's top)
+    hgt[25:35, 45:52] = np.linspace(0.04, 0.013, 10)[:, None]
+    groups = [_box_group(hw, 20, 40, 10, 20), _box_group(hw, 10, 20, 10, 20, (0.34, 0.33)),
+              _box_group(hw, 20, 40, 30, 45), _box_group(hw, 5, 20, 32, 43, (0.2, 0.5)),
+              _box_group(hw, 25, 35, 45, 52, (0.5, 0.2))]
+    sizes = [g[1] for g in groups]
+    out = _join_raised_faces([[g[0].copy(), g[1], g[2].copy()] for g in groups], hgt, base_m=0.02, flush_m=0.01)
+    assert sorted(g[1] for g in out) == sorted([sizes[0] + sizes[1], sizes[2], sizes[3], sizes[4]])
+    can = max(out, key=lambda g: g[1])
+    assert can[0][15, 15] and can[0][30, 15]
+
+
+def test_is_wall_thin_line_on_the_plane():
+    from gear_edge.segment.rgbd import _is_wall
+
+    rng = np.random.default_rng(0)
+    rot = np.eye(3)  # plane coordinates = camera coordinates here: (u, v) in the plane, z its normal
+    wall = np.stack([rng.uniform(-0.5, 0.5, 500), 0.9 + rng.normal(0, 0.003, 500), rng.uniform(0.0, 0.3, 500)], 1)
+    box = np.stack([rng.uniform(-0.05, 0.05, 500), rng.uniform(0.5, 0.58, 500), rng.uniform(0.0, 0.1, 500)], 1)
+    assert _is_wall(wall, rot) and not _is_wall(box, rot) and not _is_wall(wall[:10], rot)
+
+
+def test_rgbd_shadows_and_the_wall_are_not_objects_a_coin_is():
+    """A ball and a box casting shadows, a 4 mm blue coin flat on the table, the wall behind: three
+    objects, none mostly table or wall (before the shadow and wall rules: 5, a 65k px strip of the
+    wall standing on the table's plane and the ball's 440 px shadow among them)."""
+    prims = [
+        Prim("sphere", (-0.1, 0.55, 0.03), (0.03,) * 3, (120, 40, 160)),
+        Prim("box", (0.1, 0.6, 0.04), (0.1, 0.08, 0.08), (200, 30, 30), yaw=0.3),
+        Prim("cylinder", (0.0, 0.45, 0.002), (0.025, 0.025, 0.004), (40, 90, 220)),
+    ]
+    r = render(prims, cam_height=0.8, pitch_deg=48, dist_back=0.2, table=(1.0, 0.9), light=(0.5, -0.2, 1.0),
+               ambient=0.4, seed=1)
+    assert (r.ids == -2).sum() > 0.3 * H * W  # the wall is in view
+    d = depth_to_metres(sensor_depth(r.depth, r.ids, seed=1), (H, W))
+    seg = ClassicalSegmenter()
+    masks, roles, _ = segment_rgbd(r.image, d, as_intrinsics(r.K), seg.labels(r.image, enclosed=False))
+    objs = [m for m, role in zip(masks, roles) if role == "object"]
+    assert len(objs) == 3
+    for k in range(1, 4):
+        assert max(_iou(m, r.ids == k) for m in objs) >= 0.8, k
+    assert not [m for m in objs if ((r.ids <= 0) & m).sum() >= 0.5 * m.sum()]
+    # the same through the segmenter's RGB-D entry point (its colour labels, roles, plane)
+    regions, roles2, plane = seg.segment_rgbd(r.image, d, as_intrinsics(r.K))
+    assert plane is not None and roles2.count("object") == 3

@@ -59,8 +59,10 @@ class ClassicalSegmenter:
     enclosed_share: float = 0.85  # boundary share with one neighbour that makes a region enclosed
     support_de: float = 10.0  # colour distance of a support fragment
 
-    def labels(self, image: np.ndarray) -> np.ndarray:
-        """int32 [H, W] label image at the input resolution (labels 0..K-1, unordered)."""
+    def labels(self, image: np.ndarray, *, enclosed: bool = True) -> np.ndarray:
+        """int32 [H, W] label image at the input resolution (labels 0..K-1, unordered);
+        ``enclosed=False``: printed / enclosed regions are not merged into their encloser (the RGB-D
+        path decides that from depth)."""
         try:
             from skimage import graph
             from skimage.segmentation import felzenszwalb
@@ -87,7 +89,8 @@ class ClassicalSegmenter:
         lab = lab.astype(np.int32)
         if self.whole_objects:
             lab = whole_object_merge(lab, small, tiny_frac=self.tiny_frac, small_frac=self.small_frac,
-                                     enclosed_share=self.enclosed_share, support_de=self.support_de)
+                                     enclosed_share=self.enclosed_share, support_de=self.support_de,
+                                     enclosed=enclosed)
         if lab.shape != (h, w):
             lab = cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
         return lab
@@ -114,7 +117,7 @@ class ClassicalSegmenter:
         from gear_edge.segment.rgbd import segment_rgbd
 
         image = check_image(image)
-        masks, roles, plane = segment_rgbd(image, depth_m, intrinsics, self.labels(image))
+        masks, roles, plane = segment_rgbd(image, depth_m, intrinsics, self.labels(image, enclosed=False))
         if plane is None:
             return self.segment(image), None, None
         rles = [gm.encode(np.ascontiguousarray(m)) for m in masks]
@@ -206,9 +209,11 @@ def _adjacency(lab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, small_frac: float,
-                       enclosed_share: float, support_de: float, face_chroma: float = 0.035) -> np.ndarray:
+                       enclosed_share: float, support_de: float, face_chroma: float = 0.035,
+                       enclosed: bool = True) -> np.ndarray:
     """int32 label map with the merges of the module docstring applied (``image``: uint8 RGB at the
-    label map's size)."""
+    label map's size). ``enclosed=False`` leaves out step 2 (printed / enclosed regions into their
+    encloser): the RGB-D path decides that from heights (a box lying on a box is not its print)."""
     lab = np.unique(lab, return_inverse=True)[1].reshape(lab.shape).astype(np.int64)
     n = int(lab.max()) + 1
     if n < 2:
@@ -299,7 +304,7 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
     on_b = np.flatnonzero(alive & (border > 0))
     s0 = int(on_b[np.argmax(area[on_b])]) if len(on_b) else -1  # the provisional support
     # 2. enclosed regions into their encloser: labels (carry letters) and small things
-    changed = True
+    changed = enclosed
     while changed:
         changed = False
         for i in np.argsort(area, kind="stable"):

@@ -52,6 +52,8 @@ class RgbdParams:
     chroma_merge: float = 0.035  # rg-chromaticity distance under which two segments of a cluster are one object
     enclosed_frac: float = 0.8  # a segment is enclosed when the cluster's other pixels hold this much of its ring
     flush_m: float = 0.01  # ... and merges into its surround when their median heights differ less than this
+    flat_light_ratio: float = 1.15  # a flat segment of the support's chroma, no lighter than this x it, is support
+    base_m: float = 0.02  # a segment whose lowest pixels are higher than this does not stand on the support
 
 
 def fit_support_plane(depth_m: np.ndarray, intrinsics: CameraIntrinsics, *, step: int = 4,
@@ -135,9 +137,9 @@ def _chroma(image: np.ndarray) -> np.ndarray:
 
 def _join_faces(groups: list[list], chroma_merge: float, gap_px: int = 3) -> list[list]:
     """Groups ([mask, count, chroma]) of one depth cluster with the same chromaticity and pixels at
-    most ``gap_px`` apart (chessboard distance; a rim of ``gap_px - 1`` pixels between them) joined: the lit top and shaded side of a cylinder, split by a dark rim whose
-    pixels colour gave to something else. (Touching objects of one colour are in different clusters:
-    a depth edge cuts them.)"""
+    most ``gap_px`` apart (chessboard distance; a rim of ``gap_px - 1`` pixels between them) joined:
+    the lit top and shaded side of a cylinder, split by a dark rim whose pixels colour gave to
+    something else. (Touching objects of one colour are in different clusters: a depth edge cuts them.)"""
     kernel = np.ones((2 * gap_px + 1, 2 * gap_px + 1), np.uint8)
     joined = True
     while joined and len(groups) > 1:
@@ -156,6 +158,57 @@ def _join_faces(groups: list[list], chroma_merge: float, gap_px: int = 3) -> lis
             if joined:
                 break
     return groups
+
+
+def _merge(into: list, g: list) -> None:
+    into[0] |= g[0]
+    into[2] = (into[2] * into[1] + g[2] * g[1]) / (into[1] + g[1])
+    into[1] += g[1]
+
+
+def _join_raised_faces(groups: list[list], hgt: np.ndarray, base_m: float, flush_m: float,
+                       gap_px: int = 3) -> list[list]:
+    """Groups of one depth cluster that neither reach down to the support (their lowest 2 % of
+    pixels higher than ``base_m``) nor stand above a touching group's top (their 95th-percentile
+    height at most ``flush_m`` over its 98th) joined into that group: a black cylinder's grey top,
+    a label at a box's edge, the other face of a box lying on another box. A thing of its own in
+    the cluster either stands on the support (side by side) or rises above what it lies on.
+    ``hgt``: float [h, w] heights above the support (m) in the groups' window."""
+    kernel = np.ones((2 * gap_px + 1, 2 * gap_px + 1), np.uint8)
+
+    def q(g: list, p: float) -> float:
+        v = hgt[g[0]]
+        v = v[np.isfinite(v)]
+        return float(np.quantile(v, p)) if v.size else float("nan")
+
+    joined = True
+    while joined and len(groups) > 1:
+        joined = False
+        for a in sorted(range(len(groups)), key=lambda i: groups[i][1]):
+            g = groups[a]
+            lo, hi = q(g, 0.02), q(g, 0.95)
+            if not lo > base_m:
+                continue
+            grown = cv2.dilate(g[0].view(np.uint8), kernel).view(bool)
+            hosts = [b for b in range(len(groups)) if b != a and (grown & groups[b][0]).any()
+                     and hi <= q(groups[b], 0.98) + flush_m]
+            if hosts:
+                b = max(hosts, key=lambda i: (grown & groups[i][0]).sum())
+                _merge(groups[b], g)
+                del groups[a]
+                joined = True
+                break
+    return groups
+
+
+def _is_wall(points: np.ndarray, rot: np.ndarray, thin_m: float = 0.015) -> bool:
+    """True when the points (camera frame, m) project onto the plane as a thin line: a wall or
+    backdrop standing at the table's edge (thinner than ``thin_m`` across, 10x longer than thick)."""
+    if len(points) < 20:
+        return False
+    uv = (points[:: max(1, len(points) // 2000)] @ rot)[:, :2]
+    sd = np.sqrt(np.linalg.eigvalsh(np.cov(uv.T)))
+    return bool(sd[0] < thin_m and sd[1] > 10 * sd[0])
 
 
 def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntrinsics, colour_labels: np.ndarray,
@@ -190,7 +243,7 @@ def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntri
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         pts = pts_all[ys, xs]
         top = float(np.quantile(hgt[ys, xs], 0.98))
-        if top > prm.max_height_m or (fp is not None and _on_support(pts, *fp) < 0.5):
+        if top > prm.max_height_m or (fp is not None and (_on_support(pts, *fp) < 0.5 or _is_wall(pts, fp[0]))):
             final[cm] = 1
             continue
         # split by colour segments; enclosed / same-chroma segments stay with their neighbour
@@ -228,6 +281,7 @@ def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntri
                 target[2] = (target[2] * target[1] + ch * cnt) / (target[1] + cnt)
                 target[1] += cnt
         groups = _join_faces(groups, prm.chroma_merge)
+        groups = _join_raised_faces(groups, hgt[win], prm.base_m, prm.flush_m)
         for g in groups:
             if g[1] < prm.min_object_px:
                 continue
@@ -241,9 +295,16 @@ def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntri
     if seg_on.any():
         seg_valid = np.bincount(colour_labels[valid].ravel(), minlength=len(seg_on))
         support_seg = int(np.argmax(seg_on))
+        sup_px = on & (colour_labels == support_seg)
+        sup_chroma, sup_light = chroma[sup_px].mean(0), float(image[sup_px].mean())
         for c in np.flatnonzero(seg_on >= prm.min_object_px).tolist():
             if c != support_seg and seg_on[c] >= 0.6 * seg_valid[c] and seg_on[c] < 0.2 * h * w:
-                final[on & (colour_labels == c)] = next_id
+                px = on & (colour_labels == c)
+                # a cast shadow or a plank of the support: its chromaticity, no lighter than it
+                if (np.hypot(*(chroma[px].mean(0) - sup_chroma)) <= prm.chroma_merge
+                        and float(image[px].mean()) <= prm.flat_light_ratio * sup_light):
+                    continue
+                final[px] = next_id
                 next_id += 1
     # unknown pixels (holes, cut edges, small clusters): the nearest labelled pixel's label
     unknown = final < 0
