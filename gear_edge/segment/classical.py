@@ -12,7 +12,9 @@ classical class-agnostic segmenter (scikit-image + OpenCV):
    letters: a printed label) or is small (a logo, a highlight); around the support (the large region
    touching the image border) its fragments (planks, the same colour), its shadows (its
    chromaticity, darker, next to an object) and the support seen through an object's hole (the
-   support's colour, enclosed by that object) join the support.
+   support's colour, enclosed by that object) join the support; last, an object's rim the support
+   took (its edge's blended pixels, still of the object's chromaticity) returns to the object, and
+   the faces it kept apart join.
 
 It finds object-level regions where objects differ from their surroundings in colour (boxes, cups,
 tools on a table, signs), not objects that share their background's colour or parts that need
@@ -426,5 +428,56 @@ def whole_object_merge(lab: np.ndarray, image: np.ndarray, *, tiny_frac: float, 
             if back.sum() >= 0.05 * px.sum():
                 idx = np.flatnonzero(px)[back]
                 out[idx] = s
+        out = _reclaim_rims(out.reshape(lab.shape), s, pix_c, d_s, cs,
+                            {int(i): csum[i] / max(area[i], 1) for i in np.flatnonzero(alive) if border[i] == 0},
+                            face_chroma).ravel()
     out = np.unique(out, return_inverse=True)[1]
     return out.reshape(lab.shape).astype(np.int32)
+
+
+def _reclaim_rims(lab: np.ndarray, support: int, pix_chroma: np.ndarray, d_support: np.ndarray,
+                  support_chroma: np.ndarray, chroma: dict[int, np.ndarray], face_chroma: float,
+                  reach_px: int = 3) -> np.ndarray:
+    """Step 5: an object's rim that the support took back (the blended pixels of a box's edge, 1-3 px
+    wide at the working size, often all that separates its lit top from its shaded side): support
+    pixels within ``reach_px`` of an object, of that object's chromaticity (3x3-blurred, within
+    ``face_chroma``) and far from the support's (>= 0.06), return to it; then objects of one
+    chromaticity that now share a boundary join (the faces the rim kept apart). ``lab``: int [h, w]
+    labels; ``chroma``: mean rg-chromaticity of the candidate objects (not on the image border)."""
+    kernel = np.ones((2 * reach_px + 1, 2 * reach_px + 1), np.uint8)
+    sup = (lab == support).ravel()
+    far = sup & (d_support >= 0.06)
+    if not far.any():
+        return lab
+    out = lab.ravel().copy()
+    moved: list[int] = []
+    for i, ci in chroma.items():
+        if i == support or np.hypot(*(ci - support_chroma)) < 0.08:
+            continue  # an object of the support's colour: its rim cannot be told from the support
+        near = cv2.dilate((lab == i).astype(np.uint8), kernel).astype(bool).ravel()
+        take = near & far & (np.hypot(*(pix_chroma - ci).T) <= face_chroma) & (out == support)
+        if take.any():
+            out[take] = i
+            moved.append(i)
+    if not moved:
+        return lab
+    out = out.reshape(lab.shape)
+    n = int(out.max()) + 1
+    B, border = _adjacency(out, n)
+    parent = np.arange(n)
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = int(parent[a])
+        return a
+
+    for i in moved:
+        for j in np.flatnonzero(B[i] > 0).tolist():
+            if j == support or j not in chroma or border[j] > 0:
+                continue
+            perim = min(B[i].sum(), B[j].sum())
+            if B[i, j] >= 0.1 * perim and np.hypot(*(chroma[i] - chroma[j])) <= face_chroma:
+                parent[find(j)] = find(i)
+    roots = np.array([find(a) for a in range(n)])
+    return roots[out]
