@@ -445,8 +445,7 @@ def _reclaim_rims(lab: np.ndarray, support: int, pix_chroma: np.ndarray, d_suppo
     chromaticity that now share a boundary join (the faces the rim kept apart). ``lab``: int [h, w]
     labels; ``chroma``: mean rg-chromaticity of the candidate objects (not on the image border)."""
     kernel = np.ones((2 * reach_px + 1, 2 * reach_px + 1), np.uint8)
-    sup = (lab == support).ravel()
-    far = sup & (d_support >= 0.06)
+    far = (lab == support).ravel() & (d_support >= 0.06)
     if not far.any():
         return lab
     out = lab.ravel().copy()
@@ -455,9 +454,10 @@ def _reclaim_rims(lab: np.ndarray, support: int, pix_chroma: np.ndarray, d_suppo
         if i == support or np.hypot(*(ci - support_chroma)) < 0.08:
             continue  # an object of the support's colour: its rim cannot be told from the support
         near = cv2.dilate((lab == i).astype(np.uint8), kernel).astype(bool).ravel()
-        take = near & far & (np.hypot(*(pix_chroma - ci).T) <= face_chroma) & (out == support)
+        take = near & far & (np.hypot(*(pix_chroma - ci).T) <= face_chroma)
         if take.any():
             out[take] = i
+            far &= ~take  # taken: no longer the support's
             moved.append(i)
     if not moved:
         return lab

@@ -135,6 +135,13 @@ def _chroma(image: np.ndarray) -> np.ndarray:
     return rgb[..., :2] / np.maximum(rgb.sum(-1, keepdims=True), 1.0)
 
 
+def _merge(into: list, g: list) -> None:
+    """Group ``g`` ([mask, count, chroma]) into ``into``: masks united, counts added, chroma weighted."""
+    into[0] |= g[0]
+    into[2] = (into[2] * into[1] + g[2] * g[1]) / (into[1] + g[1])
+    into[1] += g[1]
+
+
 def _join_faces(groups: list[list], chroma_merge: float, gap_px: int = 3) -> list[list]:
     """Groups ([mask, count, chroma]) of one depth cluster with the same chromaticity and pixels at
     most ``gap_px`` apart (chessboard distance; a rim of ``gap_px - 1`` pixels between them) joined:
@@ -149,21 +156,13 @@ def _join_faces(groups: list[list], chroma_merge: float, gap_px: int = 3) -> lis
             for b in range(a + 1, len(groups)):
                 ga, gb = groups[a], groups[b]
                 if np.hypot(*(ga[2] - gb[2])) <= chroma_merge and (grown & gb[0]).any():
-                    ga[0] |= gb[0]
-                    ga[2] = (ga[2] * ga[1] + gb[2] * gb[1]) / (ga[1] + gb[1])
-                    ga[1] += gb[1]
+                    _merge(ga, gb)
                     del groups[b]
                     joined = True
                     break
             if joined:
                 break
     return groups
-
-
-def _merge(into: list, g: list) -> None:
-    into[0] |= g[0]
-    into[2] = (into[2] * into[1] + g[2] * g[1]) / (into[1] + g[1])
-    into[1] += g[1]
 
 
 def _join_raised_faces(groups: list[list], hgt: np.ndarray, base_m: float, flush_m: float,
@@ -277,9 +276,7 @@ def segment_rgbd(image: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntri
             if target is None:
                 groups.append([pm.copy(), cnt, ch])
             else:
-                target[0] |= pm
-                target[2] = (target[2] * target[1] + ch * cnt) / (target[1] + cnt)
-                target[1] += cnt
+                _merge(target, [pm, cnt, ch])
         groups = _join_faces(groups, prm.chroma_merge)
         groups = _join_raised_faces(groups, hgt[win], prm.base_m, prm.flush_m)
         for g in groups:
