@@ -168,6 +168,13 @@ def test_int8_model_matches_the_fp32_sentence_transformer(embedder):
     ("bottles", "all object 'bottles'"),
     ("the object in the bottom-right corner", "the position bottom-right"),
     ("the orange", "the object 'orange', colour orange"),
+    # a superlative after the noun; before "to the left of X" furthest / most only stress the relation
+    ("the cup furthest to the left", "the object 'cup', furthest to the left"),
+    ("the object farthest to the right", "the farthest to the right"),
+    ("the box furthest left", "the object 'box', furthest left"),
+    ("the second mug most to the right", "the object 'mug', second most to the right"),
+    ("the cup most to the left of the plate", "the object 'cup', left of [the object 'plate']"),
+    ("the mug furthest from the laptop", "the object 'mug', furthest from [the object 'laptop']"),
 ])
 def test_parser_programs(query, program):
     assert parse(query).describe() == program

@@ -69,6 +69,8 @@ SUPERLATIVES = {
     "roundest": ("circularity", True), "most round": ("circularity", True), "most circular": ("circularity", True),
     "tallest": ("height", True), "shortest": ("height", False),
 }
+# "furthest / most to the <side>" after a noun: (key, descending), as the superlatives above
+SIDE_ORDERS = {"left": ("x", False), "right": ("x", True), "top": ("y", False), "bottom": ("y", True)}
 DISTANCE_SUPERLATIVES = {"closest": False, "nearest": False, "furthest": True, "farthest": True}
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
             "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "last": -1,
@@ -649,6 +651,9 @@ class _ParseRun:
             return True
         if _quote_index(self.toks[at]) is not None:
             return True
+        if w in ("furthest", "farthest", "most") and [t.w for t in self.toks[at + 1 : at + 3]] == ["to", "the"] \
+                and at + 3 < len(self.toks) and self.toks[at + 3].w in SIDE_ORDERS:
+            return True  # "the cup furthest to the left" (_pm_superlative)
         for table in (_RELS, _TEXT_INTROS, _EXCEPT, _PURPOSE, _DIST):
             if self._match(table, at):
                 return True
@@ -931,6 +936,30 @@ class _ParseRun:
             self.i = at
             return None
         s.order = Order("distance", o.descending, o.rank, o.count, o.word, ref)
+        return GO_ON
+
+    def _pm_superlative(self, s: _Spec, st: "_PostState"):
+        """A superlative after the noun: "the cup furthest left", "the box most to the right" (furthest /
+        farthest / most + a side, or a form of ``SUPERLATIVES`` they lead). Before "to the left of X"
+        the word only stresses the relation that follows; "furthest from X" is a distance."""
+        if s.order is not None or self._peek() not in ("furthest", "farthest", "most"):
+            return None
+        side = SIDE_ORDERS.get(self._peek(3)) if (self._peek(1), self._peek(2)) == ("to", "the") else None
+        if side is not None and self._peek(4) == "of":
+            self.i += 1  # "the cup most to the left of the plate": the relation reads the rest
+            return GO_ON
+        if side is not None:
+            n, (key, desc) = 4, side
+        else:
+            m = self._match(_SUPS)
+            if not m:
+                return None
+            n, (key, desc) = m  # type: ignore[misc]
+        word = " ".join(t.w for t in self.toks[self.i : self.i + n])
+        self.i += n
+        rank = s.rank or 1
+        s.order = Order(key, desc if rank > 0 else not desc, abs(rank), 1, f"{s.rank_word + ' ' if s.rank_word else ''}{word}")
+        s.rank = None
         return GO_ON
 
     def _pm_distance(self, s: _Spec, st: "_PostState"):
@@ -1359,7 +1388,7 @@ POSTMODIFIERS: tuple[PhraseKind, ...] = _registry(
     "_pm_",
     ("outside", 0), ("punctuation", 10), ("conjunction", 20), ("relative", 30), ("copula", 40), ("negation", 50),
     ("quote", 60), ("except", 70), ("text", 80), ("posture", 85), ("holes", 90), ("ordinal_direction", 100),
-    ("position", 110), ("distance_ref", 115), ("distance", 120), ("comparative", 130), ("relation", 140), ("with", 150), ("purpose", 160),
+    ("position", 110), ("distance_ref", 115), ("superlative", 118), ("distance", 120), ("comparative", 130), ("relation", 140), ("with", 150), ("purpose", 160),
     ("clause_noun", 165), ("clause_adjectives", 170), ("generic_words", 180), ("rest", 1000),
 )
 # Pre-modifiers, the same way (one _pre_<name> method + one line): e.g. a quoted label before
