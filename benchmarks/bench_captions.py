@@ -23,7 +23,12 @@ filters, object words compared in rank order where that fixes the answer early (
   reference captions every region of every perceived frame; on demand a held track's region keeps
   its caption. Identical = the same mode and target mask on every frame.
 
+``--queries scene`` runs the cold and session parts on bench_scene's tabletops (fresh seeds from 2000)
+with their own queries (benchmarks/scene_set.py, written for issue 15 before captions on demand were
+measured), OCR on: the robot-query set beside this file's object-word stress set.
+
     python benchmarks/bench_captions.py --out results/bench_captions.json [--scenes 3]
+    python benchmarks/bench_captions.py --queries scene --scenes 12 --skip tracked --out results/bench_captions_scene.json
 """
 
 from __future__ import annotations
@@ -59,6 +64,26 @@ QUERIES = {
 # added with the rank-order comparison (written before it was measured); not part of the cold set above
 RANKED = ["the leftmost mug", "the biggest box", "the rightmost bottle", "the mug on the right", "the cup at the top",
           "the smallest ball"]
+
+
+def scene_set_scene(seed: int):
+    """(image, masks [N,H,W], captions, [(category, query)]) of bench_scene's tabletop ``seed`` (its objects,
+    table and wall as exact masks; captions "a red box", "a table", "a wall"; its own queries, written for
+    issue 15 before any caption was measured)."""
+    from scene_set import make_scene
+
+    sc = make_scene(seed)
+    masks, captions = [], []
+    for o in sc.objects:
+        if o.mask.sum() > 0:
+            masks.append(o.mask)
+            captions.append(f"a {o.colour} {o.noun}")
+    masks.append(sc.support)
+    captions.append("a table")
+    if sc.background.any():
+        masks.append(sc.background)
+        captions.append("a wall")
+    return sc.image, np.stack(masks), captions, [(q.category, q.text) for q in sc.queries]
 
 
 def build_scene(seed: int):
@@ -165,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=8, help="tracked session: frames after the start frame")
     ap.add_argument("--rededuce", type=int, default=3, help="tracked session: re-deduce every N tracked frames")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: cold,ranked,session,tracked")
+    ap.add_argument("--queries", choices=("objects", "scene"), default="objects",
+                    help="objects: the 14-object scenes and the eight categories above; scene: bench_scene's "
+                         "tabletops (seeds 2000+, fresh) and their own queries, OCR on")
     args = ap.parse_args(argv)
     skip = {p for p in args.skip.split(",") if p}
     import gear_edge.masks as gm
@@ -172,13 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     from gear_edge.tracker import Tracker
 
     cost, cost_name = real_captioner(args.cost)
-    base = GearSeg.from_config("default", {"describe.ocr": "false"})
+    ocr = "true" if args.queries == "scene" else "false"
+    base = GearSeg.from_config("default", {"describe.ocr": ocr})
     deducer = base.deducer  # one deducer (its LLM fills are cached per phrase) for every mode
     executor = deducer.executor
 
     def pipeline(masks, captions, mode):
         cap = TruthCaptioner(masks, captions, cost)
-        gs = GearSeg.from_config("default", {"describe.ocr": "false", "describe.captions": f'"{mode}"'},
+        gs = GearSeg.from_config("default", {"describe.ocr": ocr, "describe.captions": f'"{mode}"'},
                                  captioner=cap, deducer=deducer)
         return gs, cap
 
@@ -191,11 +220,16 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, ranked_rows, session, tracked = [], [], [], []
     for seed in range(args.scenes):
-        image, masks, captions = build_scene(1000 + seed)
+        if args.queries == "scene":
+            image, masks, captions, queries = scene_set_scene(2000 + seed)
+            ranked_set: list[str] = []
+        else:
+            image, masks, captions = build_scene(1000 + seed)
+            queries, ranked_set = [(cat, q) for cat, qs in QUERIES.items() for q in qs], RANKED
         n = len(masks)
         plain = base.perceive(image, masks=masks)  # no captioner: warms the LLM's per-phrase cache
-        sets = ([] if "cold" in skip else [(rows, cat, q) for cat, qs in QUERIES.items() for q in qs]) + \
-               ([] if "ranked" in skip else [(ranked_rows, "ranked", q) for q in RANKED])
+        sets = ([] if "cold" in skip else [(rows, cat, q) for cat, q in queries]) + \
+               ([] if "ranked" in skip else [(ranked_rows, "ranked", q) for q in ranked_set])
         for out, cat, q in sets:
             base.ask(plain, q)  # so no timed run below pays the first LLM call
             ref, n_ref, ms_ref = cold(image, masks, captions, q, "all", lazy=False)
@@ -212,37 +246,35 @@ def main(argv: list[str] | None = None) -> int:
             gs_r, cap_r = pipeline(masks, captions, "all")
             scene_r = gs_r.perceive(image, masks=masks)
             same = True
-            for qs in QUERIES.values():
-                for q in qs:
-                    executor.lazy = True
-                    a = gs_s.ask(scene_s, q)
-                    executor.lazy = False
-                    same &= a.targets == gs_r.ask(scene_r, q).targets
-            session.append({"scene": seed, "regions": n, "queries": sum(map(len, QUERIES.values())),
+            for _, q in queries:
+                executor.lazy = True
+                a = gs_s.ask(scene_s, q)
+                executor.lazy = False
+                same &= a.targets == gs_r.ask(scene_r, q).targets
+            session.append({"scene": seed, "regions": n, "queries": len(queries),
                             "captioned_all": cap_r.regions, "captioned_on_demand": cap_s.regions, "identical": same})
         if "tracked" in skip:
             continue
         frames = [(_shift(image, 4 * k), _shift(masks, 4 * k)) for k in range(args.frames + 1)]
-        for cat, qs in QUERIES.items():
-            for q in qs:
-                runs = {}
-                for mode, lazy in (("all", False), ("on_demand", True)):
-                    executor.lazy = lazy
-                    gs, cap = pipeline(masks, captions, mode)
-                    tr = Tracker(gs, rededuce_every=args.rededuce)
-                    seq = []
-                    for k, (img, m) in enumerate(frames):
-                        cap.truth = gm.encode(np.ascontiguousarray(m))  # this frame's truth
-                        r = tr.start(img, q, masks=m) if k == 0 else tr.update(img, masks=m)
-                        seq.append((r.mode, r.mask))
-                    runs[mode] = (cap.regions, seq, tr.stats["deduced"], tr.captions_reused)
-                (n_all, seq_a, ded, _), (n_od, seq_b, _, reused) = runs["all"], runs["on_demand"]
-                same = len(seq_a) == len(seq_b) and all(
-                    ma == mb and ((xa is None and xb is None) or (xa is not None and xb is not None and np.array_equal(xa, xb)))
-                    for (ma, xa), (mb, xb) in zip(seq_a, seq_b))
-                tracked.append({"scene": seed, "category": cat, "query": q, "regions": n, "frames": len(frames),
-                                "deduced_frames": ded, "captioned_all": n_all, "captioned_on_demand": n_od,
-                                "captions_from_tracks": reused, "identical": same})
+        for cat, q in queries:
+            runs = {}
+            for mode, lazy in (("all", False), ("on_demand", True)):
+                executor.lazy = lazy
+                gs, cap = pipeline(masks, captions, mode)
+                tr = Tracker(gs, rededuce_every=args.rededuce)
+                seq = []
+                for k, (img, m) in enumerate(frames):
+                    cap.truth = gm.encode(np.ascontiguousarray(m))  # this frame's truth
+                    r = tr.start(img, q, masks=m) if k == 0 else tr.update(img, masks=m)
+                    seq.append((r.mode, r.mask))
+                runs[mode] = (cap.regions, seq, tr.stats["deduced"], tr.captions_reused)
+            (n_all, seq_a, ded, _), (n_od, seq_b, _, reused) = runs["all"], runs["on_demand"]
+            same = len(seq_a) == len(seq_b) and all(
+                ma == mb and ((xa is None and xb is None) or (xa is not None and xb is not None and np.array_equal(xa, xb)))
+                for (ma, xa), (mb, xb) in zip(seq_a, seq_b))
+            tracked.append({"scene": seed, "category": cat, "query": q, "regions": n, "frames": len(frames),
+                            "deduced_frames": ded, "captioned_all": n_all, "captioned_on_demand": n_od,
+                            "captions_from_tracks": reused, "identical": same})
     executor.lazy = True
 
     def by_category(rs):

@@ -65,3 +65,20 @@ def test_bench_captions_smoke(tmp_path):
     assert data["summary"]["cold"]["same_chain_as_up_front"] is True
     assert set(data["cold_by_category"]) == {"colour", "position", "relation", "noun", "colour_noun", "position_noun",
                                              "relation_noun", "purpose"}
+
+
+def test_bench_captions_scene_queries_smoke(tmp_path):
+    """bench_captions on bench_scene's tabletops and queries (one scene, cold + session): the same targets
+    as captioning every region; "the table" and colour / position queries caption nothing."""
+    out = tmp_path / "captions_scene.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_captions.py"), "--queries", "scene", "--scenes", "1",
+         "--cost", "none", "--skip", "tracked", "--out", str(out)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    data = json.loads(out.read_text())
+    for part in ("cold", "scene_session"):
+        assert data["summary"][part]["identical"] is True, data["summary"][part]
+    rows = data["rows"]
+    assert rows and all(0 <= r["captioned_on_demand"] <= r["captioned_all"] for r in rows)
+    assert all(r["captioned_on_demand"] == 0 for r in rows if r["category"] in ("support", "colour", "ordinal")), rows

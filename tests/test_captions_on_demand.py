@@ -210,6 +210,74 @@ def test_lexical_best_match_stops_early(shelf):
     assert sum(cap.calls) < len(names), cap.calls
 
 
+def test_a_bare_object_word_is_named_and_the_walk_stops_at_the_first_named(shelf):
+    """With MiniLM: a caption naming a bare object word scores NAMED_SCORE whatever its other words, so
+    "the mug" is the biggest mug (as without an embedder) and the walk stops there; a phrase with more
+    words is still ranked by similarity."""
+    from gear_edge.deduce.program.semantic import NAMED_SCORE, bare_phrase
+    from gear_edge.types import Region
+
+    s, names, masks, caps = shelf
+    gs, cap, scene = _shelf_pipeline(shelf, "on_demand", lazy=True)
+    ref_gs, ref_cap, ref_scene = _shelf_pipeline(shelf, "all", lazy=False)
+    a, ref = gs.ask(scene, "the mug"), ref_gs.ask(ref_scene, "the mug")
+    assert a.targets == ref.targets == [names.index("mug2")], [st.text for st in a.steps]
+    assert sum(cap.calls) < len(names), cap.calls
+    assert any("the others cannot change the answer" in st.text for st in a.steps)
+    assert bare_phrase("mug", "mug") and bare_phrase("mugs", "mugs") and not bare_phrase("coffee mug", "mug")
+    r0 = ref_scene.regions[0]
+    regions = [Region(id=0, rle=r0.rle, bbox=r0.bbox, area=r0.area, caption="a red mug"),
+               Region(id=1, rle=r0.rle, bbox=r0.bbox, area=r0.area, caption="a mug"),
+               Region(id=2, rle=r0.rle, bbox=r0.bbox, area=r0.area, caption="a coffee mug")]
+    matcher = gs.deducer.executor.matcher
+    ns = matcher.score(regions, "mug", head="mug")
+    assert ns.scores == {0: NAMED_SCORE, 1: NAMED_SCORE, 2: NAMED_SCORE}
+    coffee = matcher.score(regions, "coffee mug", head="mug")
+    assert coffee.scores[2] > coffee.scores[0] and max(coffee.scores.values()) < NAMED_SCORE
+
+
+def test_a_position_word_with_no_exact_candidate_walks_most_so_first(shelf):
+    """"the bottle on the left": no bottle is in the left third, so the word keeps the leftmost bottle of
+    all; the walk compares the left third, then the others left to right, and stops at the first bottle
+    (a full comparison gives the same answer)."""
+    s, names, masks, caps = shelf
+    gs, cap, scene = _shelf_pipeline(shelf, "on_demand", lazy=True)
+    ref_gs, _, ref_scene = _shelf_pipeline(shelf, "all", lazy=False)
+    a, ref = gs.ask(scene, "the bottle on the left"), ref_gs.ask(ref_scene, "the bottle on the left")
+    assert a.targets == ref.targets == [names.index("bottle1")], [st.text for st in a.steps]
+    assert sum(cap.calls) < len(names) - 1, (cap.calls, [st.text for st in a.steps])
+
+
+def test_a_role_noun_is_decided_by_the_role_without_captions():
+    """"the table" is the region whose role is support (an exact fact of the scene): no caption is
+    read, also for "on the table" as a relation's reference; with no support region, captions decide."""
+    from gear_edge.synthetic import SyntheticScene, background, disk, rect
+
+    s = SyntheticScene(background(480, 640))
+    s.paste("table", rect(480, 640, 0, 180, 640, 480), (125, 75, 35), seed=1)  # fills the lower part: support
+    s.paste("box", rect(480, 640, 100, 250, 180, 310), (205, 30, 30), seed=2)
+    s.paste("ball", disk(480, 640, 400, 320, 30), (30, 70, 215), seed=3)
+    names = list(s.masks)
+    masks = np.stack([s.masks[n] for n in names])
+    cap = TruthCaptioner(s.masks)
+    gs = GearSeg.from_config("default", {"describe.ocr": "false"}, captioner=cap)
+    scene = gs.perceive(s.image, masks=masks)
+    assert [r.role for r in scene.regions] == ["support", "object", "object"]
+    a = gs.ask(scene, "the table")
+    assert a.targets == [0] and cap.calls == [], [st.text for st in a.steps]
+    assert any("names the support" in st.text for st in a.steps)
+    b = gs.ask(scene, "the smallest thing on the table")
+    assert b.targets == [names.index("ball")] and cap.calls == [], [st.text for st in b.steps]
+    # a scene with no support region (the shelf-like tabletop() has none): the captions name the table
+    t = tabletop()
+    cap2 = TruthCaptioner(t.masks)
+    gs2 = GearSeg.from_config("default", {"describe.ocr": "false"}, captioner=cap2)
+    scene2 = gs2.perceive(t.image, masks=np.stack(list(t.masks.values())))
+    assert all(r.role == "object" for r in scene2.regions)
+    c = gs2.ask(scene2, "the table")
+    assert c.targets == [list(t.masks).index("table")] and sum(cap2.calls) > 0
+
+
 def test_the_data_engine_still_captions_every_region(tmp_path):
     """Captions on demand is the default, but the data engine's writers read every region's caption."""
     pytest.importorskip("skimage")

@@ -36,7 +36,9 @@ from typing import Callable, Sequence
 from gear_edge.deduce.program.ast import (
     AttrFilter, Exclude, NounFilter, ObjectSpec, Order, Program, RelationFilter, TextFilter,
 )
-from gear_edge.deduce.program.semantic import MATCH_FLOOR, MATCH_MARGIN, SemanticMatcher, region_texts, singular
+from gear_edge.deduce.program.semantic import (
+    MATCH_FLOOR, MATCH_MARGIN, NAMED_SCORE, SemanticMatcher, bare_phrase, region_texts, singular,
+)
 from gear_edge.scene_index import SceneIndex
 from gear_edge.types import LogicStep, Scene
 from gear_edge.vocabulary import (
@@ -418,6 +420,16 @@ class Executor:
         shape = _shape_noun(f)
         role = _role_word(f)
         aff = _affordance(f)
+        if role is not None and not f.negated:
+            # "the table", "the wall": the regions' roles are exact facts of the scene; captions decide
+            # only when no candidate has that role
+            by_role = [i for i in before if view.role(i) == role]
+            if by_role:
+                run.keep(by_role)
+                for i in by_role:
+                    run.add(i, 2.0 * NAMED_SCORE)
+                trace.add(f"{label}{f.describe()}: names the {role}: kept {ids_text(run.ids)}", run.ids)
+                return
         view.need_captions(before)
         regions = [view.regions[i] for i in before]
         ns = self.matcher.score(regions, f.phrase, f.alternatives, f.head)
@@ -534,8 +546,8 @@ class Executor:
         embedder, one object asked for with nothing after it ("best")."""
         if not self.lazy or not view.has_captions or len(nouns) != 1 or nouns[0].negated or deferred or excludes:
             return None
-        if nouns[0].purpose:
-            return None  # a purpose is kept by the vocabulary's affordances first (_noun), not by its score
+        if nouns[0].purpose or _role_word(nouns[0]) is not None:
+            return None  # a purpose is kept by the vocabulary's affordances first, a role noun by the role (_noun)
         o = spec.order
         if soft:  # "the cup on the left": one exact-or-most-so word whose degree is the region's own
             g = soft[0]
@@ -544,9 +556,10 @@ class Executor:
         if o is not None:
             return "order" if o.key != "distance" and o.rank >= 1 else None
         # "best" needs a compared candidate whose total no uncompared one can reach; with an embedder a
-        # caption can always score 1 (the phrase itself), so nothing short of that could stop the walk
-        # and comparing in steps would only split the captioner's batch
-        return "best" if spec.quantity == "one" and not as_all and not self.matcher.semantic else None
+        # caption can score up to 1, which only a caption naming a bare object word reaches
+        # (NAMED_SCORE); for other phrases comparing in steps would only split the captioner's batch
+        reachable = not self.matcher.semantic or bare_phrase(nouns[0].phrase, nouns[0].head)
+        return "best" if spec.quantity == "one" and not as_all and reachable else None
 
     def _noun_lazy(self, view: SceneView, run: _Run, f: NounFilter, spec: ObjectSpec, mode: str, trace: Trace,
                    label: str) -> bool:
@@ -571,9 +584,11 @@ class Executor:
           (see ``_lazy_mode``).
         * ``soft`` ("the cup on the left": one object asked for, then one gradable word whose degree is
           the region's own — position, brightness, texture — that keeps the candidates exactly so when
-          any is kept): the candidates exactly so first; decided when all of them are sure and at least
-          one is kept. ``run.ids`` becomes the kept ones among them, which is what the gradable word
-          then keeps after a full comparison; the one asked for is picked among them as before.
+          any is kept, else the most so): the candidates exactly so first, then the others most so
+          first; decided when all exact ones are sure and at least one is kept (``run.ids`` becomes the
+          kept ones among them, which is what the gradable word then keeps after a full comparison; the
+          one asked for is picked among them as before), or when all exact ones are out and the first
+          of the others not out is kept for sure (it is the most so of those kept).
         Steps of 4, 4, 8, 16, ... candidates (one captioner batch each). The walk does not depend on
         which captions are cached, so the chain is the same with captions on demand or all.
         """
@@ -585,9 +600,10 @@ class Executor:
         if mode == "soft":  # the regions with the gradable word's exact attribute first, then the rest
             g = next(x for x in spec.filters if isinstance(x, AttrFilter) and x.kind in SOFT_KINDS)
             exact = {i for i in before if self._has_attr(view, i, g)}
-            if not exact:
-                return False
-            walk = [i for i in before if i in exact] + [i for i in before if i not in exact]
+            # then the others, most so first: when none of the exact ones is kept, the word keeps the
+            # most so of the kept ones (a position, brightness or texture degree is the region's own)
+            rest = sorted((i for i in before if i not in exact), key=lambda i: (-self._degree(view, i, g, before), i))
+            walk = [i for i in before if i in exact] + rest
         elif mode == "order":
             vals = {i: _order_value(view, i, o)[0] for i in before}
             walk = sorted(before, key=lambda i: (-vals[i] if o.descending else vals[i], i))
@@ -620,6 +636,14 @@ class Executor:
                     st = {i: status(i) for i in exact}
                     if "open" not in st.values() and "in" in st.values():
                         decided = [i for i in walk if st.get(i) == "in"]
+                    elif "open" not in st.values():  # no exact one is kept: the first kept one, most so first
+                        for i in rest[: done - len(exact)]:
+                            si = status(i)
+                            if si == "open":
+                                break
+                            if si == "in":
+                                decided = [i]
+                                break
             elif mode == "order":
                 kept: list[int] = []
                 for i in walk[:done]:

