@@ -48,16 +48,20 @@ def test_bench_scene_smoke(tmp_path):
     assert data["timing"]["rgb_over_previous"] > 0 and data["timing"]["rgbd_over_rgb"] > 0
 
 
+def _bench_captions(tmp_path, *args: str) -> dict:
+    """bench_captions' JSON for ``args`` (no caption cost model: counts and answers only)."""
+    out = tmp_path / "captions.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_captions.py"), *args, "--cost", "none", "--out", str(out)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    return json.loads(out.read_text())
+
+
 def test_bench_captions_smoke(tmp_path):
     """bench_captions on one scene, every part, a short tracked session: every answer matches the
     reference (captioning every region, comparing every candidate) and on demand never captions more."""
-    out = tmp_path / "captions.json"
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_captions.py"), "--scenes", "1", "--cost", "none",
-         "--frames", "4", "--rededuce", "2", "--out", str(out)],
-        check=True, capture_output=True, text=True, timeout=600,
-    )
-    data = json.loads(out.read_text())
+    data = _bench_captions(tmp_path, "--scenes", "1", "--frames", "4", "--rededuce", "2")
     for part in ("cold", "ranked", "scene_session", "tracked_session"):
         s = data["summary"][part]
         assert s["identical"] is True, (part, s)
@@ -70,13 +74,7 @@ def test_bench_captions_smoke(tmp_path):
 def test_bench_captions_scene_queries_smoke(tmp_path):
     """bench_captions on bench_scene's tabletops and queries (one scene, cold + session): the same targets
     as captioning every region; "the table" and colour / position queries caption nothing."""
-    out = tmp_path / "captions_scene.json"
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_captions.py"), "--queries", "scene", "--scenes", "1",
-         "--cost", "none", "--skip", "tracked", "--out", str(out)],
-        check=True, capture_output=True, text=True, timeout=600,
-    )
-    data = json.loads(out.read_text())
+    data = _bench_captions(tmp_path, "--queries", "scene", "--scenes", "1", "--skip", "tracked")
     for part in ("cold", "scene_session"):
         assert data["summary"][part]["identical"] is True, data["summary"][part]
     rows = data["rows"]

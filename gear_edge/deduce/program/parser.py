@@ -70,6 +70,7 @@ SUPERLATIVES = {
     "tallest": ("height", True), "shortest": ("height", False),
 }
 # "furthest / most to the <side>" after a noun: (key, descending), as the superlatives above
+SIDE_LEADS = ("furthest", "farthest", "most")
 SIDE_ORDERS = {"left": ("x", False), "right": ("x", True), "top": ("y", False), "bottom": ("y", True)}
 DISTANCE_SUPERLATIVES = {"closest": False, "nearest": False, "furthest": True, "farthest": True}
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
@@ -536,14 +537,25 @@ class _ParseRun:
         m = self._match(_SUPS)
         if not m:
             return None
-        key, desc = m[1]  # type: ignore[misc]
-        word = " ".join(t.w for t in self.toks[self.i : self.i + m[0]])
-        self.i += m[0]
+        self._superlative(s, m[0], *m[1])  # type: ignore[misc]
+        self._skip_of_the()  # "the largest of the (three) cups"
+        return GO_ON
+
+    def _superlative(self, s: _Spec, n: int, key: str, desc: bool) -> None:
+        """The next ``n`` words are a superlative on ``key``: the spec's order, with its pending ordinal
+        ("the second largest")."""
+        word = " ".join(t.w for t in self.toks[self.i : self.i + n])
+        self.i += n
         rank = s.rank or 1
         s.order = Order(key, desc if rank > 0 else not desc, abs(rank), 1, f"{s.rank_word + ' ' if s.rank_word else ''}{word}")
         s.rank = None
-        self._skip_of_the()  # "the largest of the (three) cups"
-        return GO_ON
+
+    def _side_superlative(self, at: int) -> tuple[str, bool] | None:
+        """(key, descending) when the words at ``at`` are furthest / farthest / most + "to the <side>"."""
+        w = [t.w for t in self.toks[at : at + 4]]
+        if len(w) == 4 and w[0] in SIDE_LEADS and w[1:3] == ["to", "the"]:
+            return SIDE_ORDERS.get(w[3])
+        return None
 
     def _pre_distance_superlative(self, s: _Spec, st: "_PreState"):
         """"the nearest cup", "the second closest one", "the furthest box": to the viewer (a
@@ -651,8 +663,7 @@ class _ParseRun:
             return True
         if _quote_index(self.toks[at]) is not None:
             return True
-        if w in ("furthest", "farthest", "most") and [t.w for t in self.toks[at + 1 : at + 3]] == ["to", "the"] \
-                and at + 3 < len(self.toks) and self.toks[at + 3].w in SIDE_ORDERS:
+        if self._side_superlative(at) is not None:
             return True  # "the cup furthest to the left" (_pm_superlative)
         for table in (_RELS, _TEXT_INTROS, _EXCEPT, _PURPOSE, _DIST):
             if self._match(table, at):
@@ -942,24 +953,19 @@ class _ParseRun:
         """A superlative after the noun: "the cup furthest left", "the box most to the right" (furthest /
         farthest / most + a side, or a form of ``SUPERLATIVES`` they lead). Before "to the left of X"
         the word only stresses the relation that follows; "furthest from X" is a distance."""
-        if s.order is not None or self._peek() not in ("furthest", "farthest", "most"):
+        if s.order is not None or self._peek() not in SIDE_LEADS:
             return None
-        side = SIDE_ORDERS.get(self._peek(3)) if (self._peek(1), self._peek(2)) == ("to", "the") else None
+        side = self._side_superlative(self.i)
         if side is not None and self._peek(4) == "of":
             self.i += 1  # "the cup most to the left of the plate": the relation reads the rest
             return GO_ON
         if side is not None:
-            n, (key, desc) = 4, side
-        else:
-            m = self._match(_SUPS)
-            if not m:
-                return None
-            n, (key, desc) = m  # type: ignore[misc]
-        word = " ".join(t.w for t in self.toks[self.i : self.i + n])
-        self.i += n
-        rank = s.rank or 1
-        s.order = Order(key, desc if rank > 0 else not desc, abs(rank), 1, f"{s.rank_word + ' ' if s.rank_word else ''}{word}")
-        s.rank = None
+            self._superlative(s, 4, *side)
+            return GO_ON
+        m = self._match(_SUPS)
+        if not m:
+            return None
+        self._superlative(s, m[0], *m[1])  # type: ignore[misc]
         return GO_ON
 
     def _pm_distance(self, s: _Spec, st: "_PostState"):
