@@ -248,7 +248,8 @@ def decode_image(data: bytes | bytearray | memoryview | np.ndarray, *, where: st
     head = image_header(data, where)
     cap = default_max_pixels() if max_pixels is None else int(max_pixels)
     if head.width <= 0 or head.height <= 0:
-        raise InputError(f"{where}: the {head.format} header says the image is {head.width}x{head.height} pixels")
+        raise InputError(f"{where} is not a readable image (its {head.format} header says the image is "
+                         f"{head.width}x{head.height} pixels)")
     if head.width * head.height > cap:
         raise InputError(
             f"{where} is {head.width}x{head.height} = {head.width * head.height:,} pixels, more than the "
